@@ -1,0 +1,1 @@
+"""Plain torch probabilistic building blocks (no Lightning)."""
