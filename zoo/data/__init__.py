@@ -1,0 +1,1 @@
+"""Data: plain tensors for inference, LightningDataModules for training."""

@@ -1,0 +1,132 @@
+"""Names -> how to build a model and where its pretrained weights live.
+
+Everything is listed here, explicitly: the families (``zoo.create("vae")``), the
+architectures a config.json may name, and the pretrained checkpoints
+(``zoo.load("vae-digits")``). Model modules are imported only when used, so
+``import zoo`` stays light.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from zoo import hub
+
+#: family -> "module:Class" of its model
+FAMILIES: dict[str, str] = {
+    "vae": "zoo.models.vae:VAE",
+}
+
+#: family -> "module:Class" of the LightningModule that trains and evaluates it
+SYSTEMS: dict[str, str] = {
+    "vae": "zoo.systems.vae:VAESystem",
+}
+
+#: pretrained names: lowercase ``family-dataset[-variant]`` (no paths, no surprises)
+NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+
+#: the ``architecture`` field of config.json -> "module:Class"
+ARCHITECTURES: dict[str, str] = {path.rsplit(":", 1)[1]: path for path in FAMILIES.values()}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a pretrained name is: shown by ``genzoo list`` and the README table."""
+
+    name: str
+    family: str
+    dataset: str
+    description: str
+    metric: str  # the key test metric, as in the model card
+    repo_id: str | None = None  # Hub fallback when the checkpoint is not packaged
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name) or self.family not in FAMILIES:
+            raise ValueError(f"pretrained name {self.name!r} must be lowercase 'family-dataset[-variant]' "
+                             f"of a known family ({', '.join(FAMILIES)})")
+
+    @property
+    def packaged(self) -> Path | None:
+        """The checkpoint folder shipped inside the package, if any."""
+        folder = Path(str(resources.files("zoo") / "pretrained" / self.name))
+        return folder if (folder / hub.CONFIG_NAME).is_file() else None
+
+
+PRETRAINED: dict[str, ModelInfo] = {
+    info.name: info
+    for info in [
+        ModelInfo("vae-digits", "vae", "digits", "Convolutional VAE on 8x8 digits, 17-level categorical pixels",
+                  "test IWAE log p(x) = -XX.XX nats"),
+        ModelInfo("cvae-digits", "vae", "digits", "Class-conditional VAE on 8x8 digits (sample any digit 0-9)",
+                  "test IWAE log p(x|y) = -XX.XX nats"),
+    ]
+}
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Pretrained names, sorted, optionally filtered by a shell-style pattern (``"vae*"``)."""
+    names = sorted(PRETRAINED)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def model_info(name: str) -> ModelInfo:
+    """Family, dataset, description and key metric of a pretrained name."""
+    if name not in PRETRAINED:
+        raise ValueError(_unknown("pretrained model", name, PRETRAINED))
+    return PRETRAINED[name]
+
+
+def _unknown(what: str, name: str, known: Any) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+    return f"unknown {what} {name!r}; {hint}"
+
+
+def import_object(path: str) -> Any:
+    """The object at "pkg.module:Name" (or "pkg.module.Name", LightningCLI's class_path)."""
+    module, _, name = path.rpartition(":") if ":" in path else path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def architecture_class(architecture: str, *, source: Any = None) -> type:
+    """The model class a config.json's ``architecture`` field names."""
+    if architecture not in ARCHITECTURES:
+        raise hub.CheckpointError(f"{source}: {_unknown('architecture', architecture, ARCHITECTURES)}")
+    return import_object(ARCHITECTURES[architecture])
+
+
+def create(family: str, **hparams: Any):
+    """An untrained model of `family` (``"vae"``, ...) built from its hyperparameters."""
+    if family not in FAMILIES:
+        raise ValueError(_unknown("family", family, FAMILIES))
+    return import_object(FAMILIES[family])(**hparams)
+
+
+def load(name_or_path: str | Path, *, revision: str | None = None):
+    """A ready model in eval mode, looked up in order as:
+
+    1. a pretrained name whose checkpoint ships inside the package (``"vae-digits"``);
+    2. a local model folder (``"runs/vae/version_0/pretrained"``);
+    3. a Hub repo id (``"user/name"``, or a pretrained name's ``repo_id``): first the local
+       Hugging Face cache, then the Hub.
+    """
+    from zoo.models.base import GenerativeModel
+
+    name = str(name_or_path)
+    info = PRETRAINED.get(name)
+    if info is not None:
+        if info.packaged is not None:
+            return GenerativeModel.from_pretrained(info.packaged)
+        if info.repo_id:
+            return GenerativeModel.from_pretrained(info.repo_id, revision=revision)
+    if Path(name).is_dir():
+        return GenerativeModel.from_pretrained(name)
+    if hub.is_repo_id(name):
+        return GenerativeModel.from_pretrained(name, revision=revision)
+    raise ValueError(_unknown("model", name, PRETRAINED) + " (nor is it a model folder or a Hub repo id 'user/name')")

@@ -1,0 +1,1 @@
+"""LightningModules ("systems"): losses, optimisers and logging around a model from zoo.models."""
