@@ -54,12 +54,15 @@ def default_loggers(root: str) -> list:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from zoo.registry import PRETRAINED, list_models
+    from zoo.registry import PRETRAINED, list_models, markdown_table
 
+    if args.markdown:
+        print(markdown_table())
+        return
     rows = [PRETRAINED[n] for n in list_models(args.pattern)]
     if args.json:
         print(json.dumps([{"name": r.name, "family": r.family, "dataset": r.dataset, "description": r.description,
-                           "metric": r.metric, "packaged": r.packaged is not None} for r in rows], indent=2))
+                           "metrics": r.card_metrics(), "packaged": r.packaged is not None} for r in rows], indent=2))
         return
     print_table(["name", "family", "dataset", "description"], [[r.name, r.family, r.dataset, r.description] for r in rows])
 
@@ -84,7 +87,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    import logging
+
     from zoo.systems.evaluate import evaluate
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no Trainer banners around the table
 
     metrics = evaluate(args.name, split=args.split, seed=args.seed)
     if args.json:
@@ -119,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the pretrained models", description="List the pretrained models.")
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'vae*'")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON (with each model's test metrics)")
+    p.add_argument("--markdown", action="store_true", help="print the README's table of pretrained models")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("sample", help="draw samples into a PNG grid",

@@ -170,6 +170,17 @@ def push(folder: str | Path, repo_id: str, *, private: bool | None = None, token
 # -- model cards -----------------------------------------------------------------------------
 
 
+def card_metrics(card: str) -> dict[str, float]:
+    """The metrics a model card's YAML header records under model-index (name -> value)."""
+    import yaml
+
+    if not card.startswith("---\n"):
+        return {}
+    header = yaml.safe_load(card.split("---\n", 2)[1]) or {}
+    return {m["type"]: float(m["value"]) for entry in header.get("model-index", [])
+            for result in entry.get("results", []) for m in result.get("metrics", [])}
+
+
 def default_card(architecture: str, family: str, config: dict[str, Any]) -> str:
     """A minimal Hub model card for a model saved without a hand-written one."""
     return (

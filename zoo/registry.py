@@ -44,7 +44,8 @@ class ModelInfo:
     family: str
     dataset: str
     description: str
-    metric: str  # the key test metric, as in the model card
+    key_metric: str  # the model card's headline test metric (a model-index type), e.g. "iwae"
+    key_metric_label: str  # how to read it, e.g. "IWAE log p(x), nats"
     repo_id: str | None = None  # Hub fallback when the checkpoint is not packaged
 
     def __post_init__(self) -> None:
@@ -58,16 +59,32 @@ class ModelInfo:
         folder = Path(str(resources.files("zoo") / "pretrained" / self.name))
         return folder if (folder / hub.CONFIG_NAME).is_file() else None
 
+    def card_metrics(self) -> dict[str, float]:
+        """The test metrics recorded in the packaged model card (empty if not packaged)."""
+        card = hub.read_card(self.packaged) if self.packaged else None
+        return hub.card_metrics(card) if card else {}
+
 
 PRETRAINED: dict[str, ModelInfo] = {
     info.name: info
     for info in [
         ModelInfo("vae-digits", "vae", "digits", "Convolutional VAE on 8x8 digits, 17-level categorical pixels",
-                  "test IWAE log p(x) = -XX.XX nats"),
+                  "iwae", "test IWAE log p(x), nats"),
         ModelInfo("cvae-digits", "vae", "digits", "Class-conditional VAE on 8x8 digits (sample any digit 0-9)",
-                  "test IWAE log p(x|y) = -XX.XX nats"),
+                  "iwae", "test IWAE log p(x|y), nats"),
     ]
 }
+
+
+def markdown_table() -> str:
+    """The README's table of pretrained models, from the registry and the packaged model cards."""
+    rows = ["| name | family | dataset | key metric | description |", "|---|---|---|---|---|"]
+    for info in PRETRAINED.values():
+        value = info.card_metrics().get(info.key_metric)
+        metric = f"{value:.2f} ({info.key_metric_label})" if value is not None else "not packaged"
+        rows.append(f"| `{info.name}` | {info.family} | {info.dataset} | {metric} | {info.description} |")
+    return "\n".join(rows)
+
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Pretrained names, sorted, optionally filtered by a shell-style pattern (``"vae*"``)."""

@@ -214,7 +214,7 @@ class VAE(GenerativeModel):
         # 3. log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); 4. log p(x) ≈ logsumexp_i log w_i - log k.
         mean, logvar = self.encoder(self._with_label(x, labels))
         std = (0.5 * logvar).exp()
-        chunk = max(1, 16384 // len(x))
+        chunk = max(1, 4096 // len(x))  # decode at most ~4k images at once
         log_w = []
         for start in range(0, k, chunk):
             m = min(chunk, k - start)

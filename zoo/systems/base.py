@@ -54,6 +54,7 @@ class GenerativeSystem(L.LightningModule):
         if datamodule is not None:
             cls = type(datamodule)
             self.net.extra_config["datamodule"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
-                                                   "init_args": dict(datamodule.hparams)}
+                                                   "init_args": {k: v for k, v in datamodule.hparams.items()
+                                                                 if not k.startswith("_")}}
         folder = self.net.save_pretrained(self.export_dir())
         rank_zero_info(f"Saved the trained model to {folder} (load it with zoo.load({str(folder)!r}))")

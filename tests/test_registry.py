@@ -1,0 +1,66 @@
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.models.base import GenerativeModel
+from zoo.registry import PRETRAINED, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = zoo.list_models()
+
+
+def test_list_and_info():
+    assert {"vae-digits", "cvae-digits"} <= set(NAMES) and NAMES == sorted(NAMES)
+    assert zoo.list_models("cvae*") == ["cvae-digits"]
+    info = zoo.model_info("vae-digits")
+    assert (info.family, info.dataset) == ("vae", "digits") and info.description
+
+
+@pytest.mark.parametrize("name, match", [
+    ("vae-digit", "unknown model 'vae-digit'; did you mean vae-digits"),
+    ("VAE-Digits", "unknown model 'VAE-Digits'; did you mean"),
+    ("../../etc/passwd", "unknown model '../../etc/passwd'"),
+    ("", "unknown model ''"),
+])
+def test_unknown_names_list_the_closest(name, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        zoo.load(name)
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        zoo.model_info(name)
+
+
+def test_create_builds_an_untrained_model():
+    model = zoo.create("vae", latent_dim=3)
+    assert isinstance(model, zoo.VAE) and model.latent_dim == 3 and model.training
+    with pytest.raises(ValueError, match="unknown family 'vea'; did you mean vae"):
+        zoo.create("vea")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_pretrained_name_loads_samples_and_round_trips(name, tmp_path):
+    model = zoo.load(name)
+    assert isinstance(model, GenerativeModel) and not model.training
+    assert PRETRAINED[name].packaged is not None, f"{name} is not shipped inside the package"
+    x = model.sample(16, seed=0)
+    assert x.shape == (16, 1, 8, 8) and torch.equal(x, model.sample(16, seed=0))
+    model.save_pretrained(tmp_path)
+    assert torch.equal(GenerativeModel.from_pretrained(tmp_path).sample(16, seed=0), x)
+    assert (tmp_path / "README.md").read_text() == (ROOT / "model_cards" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_reproduces_the_model_card(name):
+    from zoo.systems.evaluate import evaluate
+
+    card = PRETRAINED[name].card_metrics()
+    measured = evaluate(name)
+    assert set(card) == set(measured)
+    for key, value in card.items():
+        assert round(measured[key], 3) == pytest.approx(value, abs=1.5e-3), key
+
+
+def test_readme_table_is_in_sync_with_the_registry():
+    assert markdown_table() in (ROOT / "README.md").read_text()
