@@ -35,7 +35,8 @@ def run_lightning(argv: list[str]) -> None:
             return super()._instantiate_trainer(config, callbacks)
 
     ZooCLI(GenerativeSystem, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-           seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=argv)
+           seed_everything_default=0, save_config_kwargs={"overwrite": True},
+           args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
 
 
 def default_loggers(root: str) -> list:

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from zoo.models.base import GenerativeModel
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder (``<default_root_dir>/version_N``). Call it on every rank: under DDP it is a collective."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 class GenerativeSystem(L.LightningModule):
@@ -44,17 +49,16 @@ class GenerativeSystem(L.LightningModule):
     def test_step(self, batch, batch_idx):
         return self._shared_step(batch, "test")
 
-    def export_dir(self) -> Path:
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / "pretrained"
-
-    @rank_zero_only
     def on_fit_end(self) -> None:
-        """Save the trained model in the Hub layout, with the datamodule that evaluates it."""
+        """Save the trained model in the Hub layout, with the datamodule that evaluates it (rank 0 only)."""
+        folder = run_dir(self.trainer) / "pretrained"  # on every rank: trainer.log_dir is a collective under DDP
+        if not self.trainer.is_global_zero:
+            return
         datamodule = self.trainer.datamodule
         if datamodule is not None:
             cls = type(datamodule)
             self.net.extra_config["datamodule"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
                                                    "init_args": {k: v for k, v in datamodule.hparams.items()
                                                                  if not k.startswith("_")}}
-        folder = self.net.save_pretrained(self.export_dir())
+        self.net.save_pretrained(folder)
         rank_zero_info(f"Saved the trained model to {folder} (load it with zoo.load({str(folder)!r}))")

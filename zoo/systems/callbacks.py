@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.images import make_grid
+from zoo.systems.base import run_dir
 
 
 class SampleGrid(L.Callback):
@@ -24,11 +22,13 @@ class SampleGrid(L.Callback):
             raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
         self.every_n_epochs, self.n, self.seed = every_n_epochs, n, seed
 
-    @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         last = epoch + 1 == trainer.max_epochs
         if trainer.sanity_checking or not ((epoch + 1) % self.every_n_epochs == 0 or last):
+            return
+        folder = run_dir(trainer) / "samples"  # on every rank: trainer.log_dir is a collective under DDP
+        if not trainer.is_global_zero:
             return
         net = pl_module.net
         was_training = net.training
@@ -36,8 +36,8 @@ class SampleGrid(L.Callback):
         images = net.sample(self.n, seed=self.seed)
         net.train(was_training)
         grid = make_grid(images)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"epoch={epoch:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = folder / f"epoch={epoch:04d}.png"
+        folder.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
