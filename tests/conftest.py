@@ -1,10 +1,15 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 # Tests never touch the network: the Hub is reached only through a real local cache folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Corpora (tinyshakespeare) come from the shared data folder beside the checkout, never the network.
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if _SHARED_DATA.is_dir():
+    os.environ.setdefault("GENZOO_DATA_DIR", str(_SHARED_DATA))
 
 
 @pytest.fixture

@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = zoo.list_models()
 
 
+def same(a, b) -> bool:
+    """Equal samples: tensors bit for bit, anything else (text, tuples of tensors) by value."""
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, (tuple, list)) and a and isinstance(a[0], torch.Tensor):
+        return len(a) == len(b) and all(same(u, v) for u, v in zip(a, b))
+    return a == b
+
+
 def test_list_and_info():
     assert {"vae-digits", "cvae-digits"} <= set(NAMES) and NAMES == sorted(NAMES)
     assert zoo.list_models("cvae*") == ["cvae-digits"]
@@ -44,10 +53,12 @@ def test_every_pretrained_name_loads_samples_and_round_trips(name, tmp_path):
     model = zoo.load(name)
     assert isinstance(model, GenerativeModel) and not model.training
     assert PRETRAINED[name].packaged is not None, f"{name} is not shipped inside the package"
-    x = model.sample(16, seed=0)
-    assert x.shape == (16, 1, 8, 8) and torch.equal(x, model.sample(16, seed=0))
+    x = model.sample(4, seed=0)
+    assert same(x, model.sample(4, seed=0)) and len(x) == 4
+    if PRETRAINED[name].dataset == "digits" and isinstance(x, torch.Tensor):
+        assert x.shape == (4, 1, 8, 8)
     model.save_pretrained(tmp_path)
-    assert torch.equal(GenerativeModel.from_pretrained(tmp_path).sample(16, seed=0), x)
+    assert same(GenerativeModel.from_pretrained(tmp_path).sample(4, seed=0), x)
     assert (tmp_path / "README.md").read_text() == (ROOT / "model_cards" / f"{name}.md").read_text()
 
 

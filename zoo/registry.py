@@ -142,7 +142,7 @@ def load(name_or_path: str | Path, *, revision: str | None = None):
             return GenerativeModel.from_pretrained(info.packaged)
         if info.repo_id:
             return GenerativeModel.from_pretrained(info.repo_id, revision=revision)
-    if Path(name).is_dir():
+    if name.strip() and Path(name).is_dir():
         return GenerativeModel.from_pretrained(name)
     if hub.is_repo_id(name):
         return GenerativeModel.from_pretrained(name, revision=revision)
