@@ -33,7 +33,7 @@ def test_sample_is_deterministic_and_labels_work(tmp_path, capsys):
         assert main(["sample", "cvae-digits", "--n", "10", "--label", "3", "--out", str(tmp_path / f"{name}.png")]) == 0
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert main(["sample", "cvae-digits", "--n", "20", "--out", str(tmp_path / "c.png")]) == 0
-    assert Image.open(tmp_path / "c.png").size == ((8 * 10 + 1) * 4, (8 * 2 + 1) * 4)  # one column per class
+    assert Image.open(tmp_path / "c.png").size == ((9 * 10 + 1) * 4, (9 * 2 + 1) * 4)  # one column per class (8px + 1px gap)
 
 
 @pytest.mark.parametrize("args, message", [

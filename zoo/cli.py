@@ -77,14 +77,22 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = load(args.name)
     conditions, nrow = {}, args.nrow
     num_classes = getattr(model, "num_classes", None)
+    if args.prompt is not None:
+        conditions["prompt"] = args.prompt
     if args.label is not None:
         conditions["labels"] = args.label
     elif num_classes:  # one column per class
         conditions["labels"] = torch.arange(args.n) % num_classes
         nrow = nrow or num_classes
-    images = model.sample(args.n, seed=args.seed, **conditions)
-    path = save_grid(images, args.out, nrow=nrow, scale=args.scale)
-    print(f"wrote {len(images)} samples of {args.name} to {path}")
+    samples = model.sample(args.n, seed=args.seed, **conditions)
+    if isinstance(samples, torch.Tensor) and samples.dim() == 4:  # images
+        path = save_grid(samples, args.out or "samples.png", nrow=nrow, scale=args.scale)
+        print(f"wrote {len(samples)} samples of {args.name} to {path}")
+        return
+    text = "\n\n".join(str(s) for s in samples)  # text, sequences: printed, and written to --out if given
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -137,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same samples")
     p.add_argument("--label", type=int, help="class label for conditional models (default: one column per class)")
-    p.add_argument("--out", default="samples.png", help="output PNG (default samples.png)")
+    p.add_argument("--out", help="output file: a PNG grid for images (default samples.png); text models print "
+                                 "their samples and also write them here if given")
+    p.add_argument("--prompt", help="prompt for text models")
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
     p.set_defaults(func=cmd_sample)
