@@ -57,7 +57,7 @@ def corrupt(folder: Path, how: str) -> None:
         config.unlink()
     elif how == "other family":
         data = json.loads(config.read_text())
-        data["architecture"] = "GAN"
+        data["architecture"] = "FlowModel"
         config.write_text(json.dumps(data))
     elif how == "newer format":
         data = json.loads(config.read_text())
@@ -78,7 +78,7 @@ def corrupt(folder: Path, how: str) -> None:
     ("truncated weights", "not a valid safetensors file"),
     ("pickle weights", "not a valid safetensors file"),
     ("missing config", "config.json is missing"),
-    ("other family", "unknown architecture 'GAN'"),
+    ("other family", "unknown architecture 'FlowModel'"),
     ("newer format", "written by genzoo 9.0.0 in checkpoint format 99"),
     ("unknown init arg", "does not take: \\['depth'\\]"),
     ("wrong shapes", "does not fit VAE"),

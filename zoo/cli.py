@@ -1,4 +1,4 @@
-"""The ``genzoo`` command line: list | fit | validate | test | sample | eval | push.
+"""The ``genzoo`` command line: list | fit | validate | test | sample | eval | push | demo.
 
 ``fit``/``validate``/``test`` are LightningCLI with YAML recipes; the others are light
 (no Lightning import) so that sampling a packaged model takes a second or two.
@@ -121,6 +121,31 @@ def cmd_push(args: argparse.Namespace) -> None:
     print(f"pushed {folder} to https://huggingface.co/{args.repo_id} ({url})")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from importlib.util import find_spec
+
+    if find_spec("gradio") is None:
+        raise ValueError("the demo needs gradio: pip install 'genzoo[demo]'")
+    load_demo().main(args.host, args.port)
+
+
+def load_demo():
+    """demo/app.py: the installed ``demo`` package, else the file beside ``zoo`` in a source checkout."""
+    import importlib
+    import importlib.util
+
+    try:
+        return importlib.import_module("demo.app")
+    except ModuleNotFoundError:
+        path = Path(__file__).resolve().parents[1] / "demo" / "app.py"
+        if not path.is_file():
+            raise ValueError(f"demo/app.py not found (looked in {path.parent}); run from a genzoo checkout") from None
+        spec = importlib.util.spec_from_file_location("genzoo_demo_app", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     for row in [header, ["-" * w for w in widths], *rows]:
@@ -166,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-id", required=True, help="target repo, 'user/name'")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("demo", help="start the Gradio demo in the browser",
+                       description="Start the Gradio demo of the pretrained models (needs the demo extra: gradio).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it on the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -6,6 +6,8 @@ A model folder holds exactly what the Hub shows for a model repo:
                         "format_version": 1, "init_args": {...}, ...extra metadata}
     model.safetensors  the state dict (never a pickle)
     README.md          the model card (YAML header + text)
+    tokenizer.json ... optional EXTRA_FILES a model adds (text models: a tokenizer and generation
+                       defaults), so the folder is also a transformers checkpoint
 
 Saving writes each file atomically, so an interrupted save never corrupts a
 folder that already held a model. Loading is strict and never unpickles.
@@ -28,6 +30,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+#: Files a model may save beside the three above (a tokenizer and generation defaults, in the names
+#: transformers reads), so a folder can also be a transformers checkpoint. Downloads and uploads include them.
+EXTRA_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 RESERVED_KEYS = ("architecture", "family", "genzoo_version", "format_version", "init_args")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
@@ -51,8 +56,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor], card: str) -> Path:
-    """Write config.json, model.safetensors and README.md into `folder` (created if needed)."""
+def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor], card: str,
+                extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write config.json, model.safetensors, README.md and `extra_files` (name -> bytes) into `folder`."""
+    unknown = sorted(set(extra_files or {}) - set(EXTRA_FILES))
+    if unknown:
+        raise ValueError(f"extra_files must be among {EXTRA_FILES}, got {unknown}")
     from safetensors.torch import save
 
     folder = Path(folder)
@@ -63,6 +72,7 @@ def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str
         WEIGHTS_NAME: save(tensors, metadata={"format": "pt"}),
         CONFIG_NAME: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
         CARD_NAME: card.encode(),
+        **(extra_files or {}),
     }
     for name, data in blobs.items():
         _write_atomic(folder / name, data)
@@ -140,7 +150,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+    patterns = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *EXTRA_FILES]
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
     except LocalEntryNotFoundError:
@@ -162,8 +172,9 @@ def push(folder: str | Path, repo_id: str, *, private: bool | None = None, token
     read_weights(folder)  # never publish a broken folder
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
+    extra = [name for name in EXTRA_FILES if (Path(folder) / name).is_file()]
     info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+                             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *extra])
     return str(getattr(info, "commit_url", info))
 
 

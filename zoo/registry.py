@@ -22,11 +22,23 @@ from zoo import hub
 #: family -> "module:Class" of its model
 FAMILIES: dict[str, str] = {
     "vae": "zoo.models.vae:VAE",
+    "gpt": "zoo.models.gpt:GPT",
+    "gmm": "zoo.models.gmm:GMM",
+    "nb": "zoo.models.naive_bayes:NaiveBayes",
+    "classifier": "zoo.models.classifier:DigitsClassifier",  # the image metrics' feature extractor
+    "diffusion": "zoo.models.diffusion:DDPM",
+    "gan": "zoo.models.gan:GAN",
 }
 
 #: family -> "module:Class" of the LightningModule that trains and evaluates it
 SYSTEMS: dict[str, str] = {
     "vae": "zoo.systems.vae:VAESystem",
+    "gpt": "zoo.systems.gpt:GPTSystem",
+    "gmm": "zoo.systems.gmm:GMMSystem",
+    "nb": "zoo.systems.naive_bayes:NaiveBayesSystem",
+    "classifier": "zoo.systems.classifier:ClassifierSystem",
+    "diffusion": "zoo.systems.diffusion:DiffusionSystem",
+    "gan": "zoo.systems.gan:GANSystem",
 }
 
 #: pretrained names: lowercase ``family-dataset[-variant]`` (no paths, no surprises)

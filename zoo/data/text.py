@@ -1,4 +1,5 @@
-"""Text corpora: named datasets resolved offline first, UTF-8 reading, nanoGPT's contiguous split.
+"""Text corpora: named datasets resolved offline first, UTF-8 reading, nanoGPT's contiguous split,
+and ``TextDataModule``, which turns any text into random training windows of token ids.
 
 ``tinyshakespeare`` (Karpathy's char-rnn corpus, 1,115,394 characters) is found, in order, at
 ``$GENZOO_DATA_DIR/tinyshakespeare.txt``, in genzoo's cache (``$GENZOO_CACHE``, default
@@ -12,6 +13,12 @@ import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from zoo.data.tokenizers import KINDS, build_tokenizer
 
 
 @dataclass(frozen=True)
@@ -93,3 +100,135 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     cut = int(len(text) * (1 - val_fraction))
     return text[:cut], text[cut:]
+
+
+# -- training on text: nanoGPT's random blocks -------------------------------------------------------
+
+
+class RandomBlocks(IterableDataset):
+    """`batches` batches of `batch_size` random windows of `data` (1-D token ids): nanoGPT's get_batch.
+
+    Yields whole batches ``(x, y)``, each (batch_size, block_size), y = x shifted by one token, so the
+    DataLoader does no collation (``batch_size=None``) and costs nothing per step. Offsets come from
+    torch's global RNG, which ``seed_everything`` seeds.
+    """
+
+    def __init__(self, data: torch.Tensor, block_size: int, batch_size: int, batches: int):
+        self.data, self.block_size, self.batch_size, self.batches = data, block_size, batch_size, batches
+        self.offsets = torch.arange(block_size + 1)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        for _ in range(self.batches):
+            start = torch.randint(len(self.data) - self.block_size, (self.batch_size,))
+            chunk = self.data[start[:, None] + self.offsets]  # (B, block_size + 1)
+            yield chunk[:, :-1], chunk[:, 1:]
+
+
+class ConsecutiveBlocks(Dataset):
+    """Every non-overlapping window of `data` once, in order (validation: deterministic, all of it).
+
+    The last ``(len(data) - 1) % block_size`` tokens, too few for a window, are left out.
+    """
+
+    def __init__(self, data: torch.Tensor, block_size: int):
+        self.data, self.block_size = data, block_size
+
+    def __len__(self) -> int:
+        return (len(self.data) - 1) // self.block_size
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = self.data[i * self.block_size: (i + 1) * self.block_size + 1]
+        return chunk[:-1], chunk[1:]
+
+
+class TextDataModule(L.LightningDataModule):
+    """Any UTF-8 text (a named corpus, a file, or a folder of files) as blocks of token ids.
+
+    Split: nanoGPT's contiguous split (the first 90% trains, the last 10% validates). The *test*
+    split is the validation text: the corpus has no third part, so ``genzoo eval`` reports
+    validation metrics. Training draws random windows (``batches_per_epoch`` batches per epoch);
+    validation reads every non-overlapping window once.
+
+    Args:
+        corpus: "tinyshakespeare", a UTF-8 file, or a folder (its files sorted and joined by newlines).
+        tokenizer: "char" (vocabulary = characters of the training text, unseen ones become ``<unk>``),
+            "bpe" (byte-level BPE with `vocab_size` tokens trained on the training text), or a pretrained
+            name / model folder whose tokenizer to reuse. A model that already has a tokenizer (fine-tuning,
+            evaluation) brings its own: the system hands it to the datamodule.
+        vocab_size: BPE vocabulary size.
+        block_size: tokens per window (the model's context window).
+        batch_size, val_batch_size: windows per training / validation batch.
+        val_fraction: the share of the text, at its end, that validates.
+        batches_per_epoch: training batches between two validations.
+
+    Example::
+
+        dm = TextDataModule("tinyshakespeare", block_size=64, batch_size=12)
+        dm.setup("fit")
+        x, y = next(iter(dm.train_dataloader()))   # (12, 64) each; y is x shifted by one token
+    """
+
+    def __init__(self, corpus: str = "tinyshakespeare", tokenizer: str = "char", vocab_size: int = 512,
+                 block_size: int = 64, batch_size: int = 12, val_batch_size: int = 64, val_fraction: float = 0.1,
+                 batches_per_epoch: int = 250):
+        super().__init__()
+        for name, value in [("block_size", block_size), ("batch_size", batch_size),
+                            ("val_batch_size", val_batch_size), ("batches_per_epoch", batches_per_epoch)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(tokenizer, str) or not tokenizer:
+            raise ValueError(f"tokenizer must be 'char', 'bpe' or a model name/folder, got {tokenizer!r}")
+        self.save_hyperparameters()
+        self.texts: dict[str, str] = {}
+        self._tokenizer = None
+        self._encoded: dict[str, torch.Tensor] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.texts:
+            text = read_text(self.hparams.corpus)
+            self.texts["train"], self.texts["val"] = split_text(text, self.hparams.val_fraction)
+
+    @property
+    def tokenizer(self):
+        """The tokenizer (built from the training text on first use, unless one was set)."""
+        if self._tokenizer is None:
+            self.setup()
+            spec = self.hparams.tokenizer
+            if spec in KINDS:
+                self._tokenizer = build_tokenizer(spec, self.texts["train"], self.hparams.vocab_size)
+            else:
+                from zoo.registry import load
+
+                self._tokenizer = load(spec).tokenizer
+        return self._tokenizer
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """Use `tokenizer` (e.g. a pretrained model's) instead of building one."""
+        self._tokenizer, self._encoded = tokenizer, {}
+
+    def encoded(self, split: str) -> torch.Tensor:
+        """The split's text as a 1-D tensor of token ids, checked to hold at least one window."""
+        if split not in self._encoded:
+            self.setup()
+            ids = torch.tensor(self.tokenizer.encode(self.texts[split]).ids, dtype=torch.long)
+            if len(ids) <= self.hparams.block_size:
+                raise ValueError(f"corpus {self.hparams.corpus!r} gives {len(ids)} {split} tokens, fewer than "
+                                 f"block_size + 1 = {self.hparams.block_size + 1}; use a longer text or a smaller "
+                                 "block_size")
+            self._encoded[split] = ids
+        return self._encoded[split]
+
+    def train_dataloader(self) -> DataLoader:
+        data = RandomBlocks(self.encoded("train"), self.hparams.block_size, self.hparams.batch_size,
+                            self.hparams.batches_per_epoch)
+        return DataLoader(data, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(ConsecutiveBlocks(self.encoded("val"), self.hparams.block_size),
+                          batch_size=self.hparams.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()  # no separate test text: see the class docstring

@@ -1,1 +1,8 @@
 """Plain torch probabilistic building blocks (no Lightning)."""
+
+from zoo.layers.mixture import GaussianMixture
+from zoo.layers.naive_bayes import (BaseNaiveBayes, BernoulliNaiveBayes, CategoricalNaiveBayes, GaussianNaiveBayes,
+                                    MultinomialNaiveBayes)
+
+__all__ = ["GaussianMixture", "BaseNaiveBayes", "GaussianNaiveBayes", "MultinomialNaiveBayes", "BernoulliNaiveBayes",
+           "CategoricalNaiveBayes"]

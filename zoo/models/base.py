@@ -77,14 +77,30 @@ class GenerativeModel(nn.Module):
     # -- the Hub format --------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        return hub.make_config(type(self).__name__, self.family, self.init_args, **self.extra_config)
+        return hub.make_config(type(self).__name__, self.family, self.init_args,
+                               **{**self.extra_config, **self.derived_config()})
+
+    def derived_config(self) -> dict[str, Any]:
+        """config.json keys computed from the model on every save (e.g. the fields transformers reads).
+
+        They are recomputed, never trusted on load, so they are not kept in ``extra_config``.
+        """
+        return {}
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Files saved beside the weights (names from ``hub.EXTRA_FILES``), e.g. a tokenizer."""
+        return {}
+
+    def load_extra_files(self, folder: Path) -> None:
+        """Read back what ``extra_files`` wrote (called by ``from_pretrained`` after the weights)."""
 
     def model_card(self) -> str:
         return hub.default_card(type(self).__name__, self.family, self.config())
 
     def save_pretrained(self, folder: str | Path, *, card: str | None = None) -> Path:
         """Write the Hub layout (config.json + model.safetensors + README.md) into `folder`."""
-        return hub.save_folder(folder, self.config(), self.state_dict(), card or self.card or self.model_card())
+        return hub.save_folder(folder, self.config(), self.state_dict(), card or self.card or self.model_card(),
+                               extra_files=self.extra_files())
 
     @classmethod
     def from_pretrained(cls, folder_or_repo_id: str | Path, *, revision: str | None = None) -> "GenerativeModel":
@@ -98,6 +114,7 @@ class GenerativeModel(nn.Module):
         model_cls = cls._class_for(config, folder)
         model = model_cls._from_config(config, folder)
         model.load_weights(hub.read_weights(folder), source=folder)
+        model.load_extra_files(folder)
         model.card = hub.read_card(folder)
         return model.eval()
 
@@ -123,7 +140,8 @@ class GenerativeModel(nn.Module):
             model = cls(**init_args)
         except (TypeError, ValueError) as e:
             raise hub.CheckpointError(f"{folder}/config.json does not describe a valid {cls.__name__}: {e}") from None
-        model.extra_config = {k: v for k, v in config.items() if k not in hub.RESERVED_KEYS}
+        derived = model.derived_config()
+        model.extra_config = {k: v for k, v in config.items() if k not in hub.RESERVED_KEYS and k not in derived}
         return model
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], *, source: Any = "state dict") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from zoo.images import make_grid
@@ -42,3 +43,51 @@ class SampleGrid(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("samples", np.asarray(grid), epoch, dataformats="HW" if grid.mode == "L" else "HWC")
+
+
+class ImageQuality(L.Callback):
+    """Every `every_n_epochs` validation epochs (and the last), log FID, KID and IS of `n` samples against `split`.
+
+    Features come from the packaged ``digits-classifier`` (zoo.metrics); logged as ``{split}/fid``,
+    ``{split}/kid``, ``{split}/is`` and, for class-conditional models, ``{split}/cond_acc``. Samples are
+    drawn as the system's ``metric_sample_kwargs()`` says (e.g. DDIM steps), seeded, the same every time.
+    """
+
+    def __init__(self, every_n_epochs: int = 10, n: int = 1000, seed: int = 0, split: str = "val"):
+        if every_n_epochs < 1 or n < 2:
+            raise ValueError(f"every_n_epochs must be >= 1 and n >= 2, got {every_n_epochs} and {n}")
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        self.every_n_epochs, self.n, self.seed, self.split = every_n_epochs, n, seed, split
+        self._metrics = None
+
+    def _real_metrics(self, trainer: L.Trainer, net):
+        """The metric object with the real split's features added once (kept across evaluations)."""
+        from zoo.metrics import ImageMetrics
+
+        if self._metrics is None:
+            loader = getattr(trainer.datamodule, f"{self.split}_dataloader")()
+            real = torch.cat([batch[0] for batch in loader])  # (N, C, H, W) in [0, 1]
+            self._metrics = ImageMetrics(image_shape=tuple(real.shape[1:]))
+            self._metrics.update(real, real=True)
+        self._metrics.reset_generated()
+        return self._metrics
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from zoo.metrics import conditional_accuracy, generate
+
+        epoch = trainer.current_epoch
+        if trainer.sanity_checking or not ((epoch + 1) % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs):
+            return
+        net = pl_module.net
+        kwargs = pl_module.metric_sample_kwargs() if hasattr(pl_module, "metric_sample_kwargs") else {}
+        was_training = net.training
+        net.eval()
+        images, labels = generate(net, self.n, self.seed, sample_kwargs=kwargs)  # same on every rank
+        net.train(was_training)
+        metrics = self._real_metrics(trainer, net)
+        metrics.update(images, real=False)
+        values = metrics.compute(self.seed)
+        if labels is not None:
+            values["cond_acc"] = conditional_accuracy(images, labels)
+        pl_module.log_dict({f"{self.split}/{k}": v for k, v in values.items()}, sync_dist=False)

@@ -1,0 +1,1 @@
+"""genzoo's Gradio demo (``genzoo demo`` or ``python demo/app.py``); see demo/app.py."""

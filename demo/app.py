@@ -1,0 +1,748 @@
+"""genzoo's Gradio demo: every family of the zoo in one web app.
+
+    genzoo demo                        # http://127.0.0.1:7860
+    genzoo demo --host 0.0.0.0 --port 8000
+    python demo/app.py
+
+The demo adds UI and nothing else: models come from ``zoo.load`` by name, lazily on
+first use (then cached), and every number shown is computed by the model's own API
+(``sample``, ``interpolate``, ``score``, ``generate`` ...). A tab appears only when its
+family has a pretrained model in the registry. Bad input is a one-line message in the
+UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
+listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import inspect
+import io
+import logging
+import shutil
+import tempfile
+import threading
+import uuid
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+import zoo
+from zoo.images import make_grid
+
+log = logging.getLogger("genzoo.demo")
+
+#: Caps, shown in the UI: they keep one request from monopolising the (CPU) server.
+LIMITS = {
+    "images": 64,  # samples per request
+    "walk_steps": 24,  # frames of a latent walk
+    "digits": 64,  # digits scored per request (CSV rows or images)
+    "upload": "1mb",  # any uploaded file
+    "image_side": 512,  # pixels, uploaded digit images
+    "diffusion_steps": 250,  # denoising steps per request
+    "tokens": 500,  # new tokens per text request
+    "prompt_chars": 2000,  # characters of a prompt
+    "points": 5000,  # 2-D points of the Mixtures tab
+}
+#: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
+CONCURRENCY, QUEUE_SIZE = 2, 64
+IMAGE_FAMILIES = ("vae", "gan", "diffusion")
+WALK_FAMILIES = ("vae", "gan")
+DENSITY_FAMILIES = ("gmm", "vae")  # scored in the Anomalies tab
+#: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
+DEMO_IWAE_K = 32
+#: training digits scored for the reference distribution of the Anomalies tab
+REFERENCE_SIZE = 256
+
+_OUT = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))  # PNG / GIF downloads of this process
+
+
+# -- models: loaded on first use, then cached --------------------------------------------------
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str) -> Any:
+    return zoo.load(name)
+
+
+def model(name: str) -> Any:
+    """The pretrained model `name`, loaded once (thread-safe) and shared by every request."""
+    if name not in zoo.list_models():
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(zoo.list_models())}")
+    with _lock:
+        return _load(name)
+
+
+def models_of(*families: str) -> list[str]:
+    return [n for n in zoo.list_models() if zoo.model_info(n).family in families]
+
+
+def preferred(names: list[str], first: str) -> list[str]:
+    """`names` with `first` (the tab's default model) moved to the front when present."""
+    return sorted(names, key=lambda n: n != first)
+
+
+def card_line(name: str) -> str:
+    """One line saying what the model is, with a link to its model card."""
+    info = zoo.model_info(name)
+    if info.repo_id:
+        url = f"https://huggingface.co/{info.repo_id}"
+    elif info.packaged is not None:
+        url = f"/gradio_api/file={(info.packaged / 'README.md').as_posix()}"
+    else:
+        url = None
+    link = f" · [model card]({url})" if url else ""
+    return f"**{name}** ({info.family}): {info.description}{link}"
+
+
+def card_folders() -> list[str]:
+    """Packaged model folders, so the server may serve their cards (README.md)."""
+    return [str(zoo.model_info(n).packaged) for n in zoo.list_models() if zoo.model_info(n).packaged]
+
+
+def tab_header(names: list[str], note: str, label: str = "model") -> gr.Dropdown:
+    """A tab's first lines: what the chosen model is (with its card), the tab's limits, the model dropdown."""
+    about = gr.Markdown(card_line(names[0]))
+    gr.Markdown(note)
+    name = gr.Dropdown(names, value=names[0], label=label)
+    name.change(friendly(card_line), name, about, api_name=False)
+    return name
+
+
+def conditional(m: Any) -> int:
+    """The number of classes of a conditional model, 0 when unconditional."""
+    return int(getattr(m, "num_classes", None) or 0)
+
+
+# -- errors: one clear line in the UI ----------------------------------------------------------
+
+
+def _message(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn ValueErrors (the zoo's and the demo's own) and anything unexpected into gr.Error:
+    one line in the UI, no traceback in the UI nor in the server log (except for unexpected errors)."""
+
+    def translate(e: Exception) -> gr.Error:
+        if isinstance(e, gr.Error):
+            return gr.Error(e.message, print_exception=False)
+        if not isinstance(e, (ValueError, zoo.CheckpointError)):
+            log.exception("demo handler %s failed", fn.__name__)
+            return gr.Error(f"internal error ({type(e).__name__}): {_message(e)}", print_exception=False)
+        return gr.Error(_message(e), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:
+                raise translate(e) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise translate(e) from None
+    return call
+
+
+def as_int(value: Any, name: str, low: int, high: int) -> int:
+    """`value` (a number from a UI widget or an API call) as an int in low..high, else a ValueError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
+    return int(number)
+
+
+def as_label(value: Any, m: Any) -> int | None:
+    """The class label chosen in a dropdown ("any" or a digit) for model `m`."""
+    if value in (None, "", "any"):
+        return None
+    if not conditional(m):
+        raise ValueError("this model is unconditional: set the label to 'any'")
+    return as_int(value, "label", 0, conditional(m) - 1)
+
+
+# -- files out ---------------------------------------------------------------------------------
+
+
+def save_png(image: Image.Image, stem: str) -> str:
+    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.png"
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def save_gif(frames: torch.Tensor, stem: str, scale: int = 16) -> str:
+    """An animated GIF of `frames` (T, C, H, W) in [0, 1], played forth and back."""
+    pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
+    loop = pictures + pictures[-2:0:-1]
+    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.gif"
+    loop[0].save(path, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0)
+    return str(path)
+
+
+# -- digits in: drawn, uploaded images, CSV rows ----------------------------------------------
+
+
+LEVELS = 17  # digits pixels take 17 grey levels (0..16)
+
+
+def quantise(pixels: np.ndarray) -> torch.Tensor:
+    """(N, 8, 8) values in [0, 1] -> (N, 1, 8, 8) float tensor on the 17 digit levels."""
+    levels = np.round(np.clip(pixels, 0, 1) * (LEVELS - 1)) / (LEVELS - 1)
+    return torch.from_numpy(levels.astype(np.float32)).unsqueeze(1)
+
+
+def drawn_digit(sketch: Any) -> torch.Tensor | None:
+    """A Sketchpad value (dark ink on a light or transparent canvas) -> (1, 1, 8, 8), or None if blank.
+
+    Like the digits data set, the ink is cropped to its bounding box, centred on a square
+    and averaged down to 8x8.
+    """
+    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if composite is None:
+        return None
+    rgba = Image.fromarray(np.asarray(composite)).convert("RGBA")
+    paper = Image.new("RGBA", rgba.size, "white")
+    ink = 1 - np.asarray(Image.alpha_composite(paper, rgba).convert("L"), dtype=np.float32) / 255
+    rows, cols = np.nonzero(ink > 0.1)
+    if len(rows) == 0:
+        return None
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    side = int(max(ink.shape) * 1.15) + 1
+    square = np.zeros((side, side), np.float32)
+    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    square[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+    small = np.asarray(Image.fromarray(square).resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
+    return quantise(small[None] / max(small.max(), 1e-6))
+
+
+def uploaded_digit(path: str) -> torch.Tensor:
+    """An uploaded image file -> (1, 1, 8, 8): square, grayscale, side a multiple of 8 (e.g. 8x8 or 32x32).
+
+    Bright ink on a dark background (our PNG grids) is taken as is; dark ink on light paper is inverted.
+    """
+    name = Path(path).name
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception:
+        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP or WebP)") from None
+    w, h = image.size
+    if w != h or w % 8 or w > LIMITS["image_side"]:
+        raise ValueError(f"{name} must be a square digit image whose side is a multiple of 8 "
+                       f"(8x8 up to {LIMITS['image_side']}x{LIMITS['image_side']}), got {w}x{h}")
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 0.05:
+        raise ValueError(f"{name} must be a grayscale digit, got a colour image")
+    grey = rgb.mean(axis=2)
+    if grey.mean() > 0.5:  # dark ink on light paper
+        grey = 1 - grey
+    small = grey.reshape(8, w // 8, 8, w // 8).mean(axis=(1, 3))
+    return quantise(small[None])
+
+
+def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
+    """The rows of a CSV file as floats (rows, columns); an optional header row is skipped.
+
+    `what` names a row's values in messages ("64 pixel values (8x8)"); more than `limit` rows is an error.
+    """
+    name = Path(path).name
+    try:
+        rows = [r for r in csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{name} is not a readable UTF-8 CSV file ({_message(e)})") from None
+    if rows and not _numeric(rows[0]):
+        rows = rows[1:]  # a header
+    if not rows:
+        raise ValueError(f"{name} has no data rows; expected rows of {what}")
+    if len(rows) > limit:
+        raise ValueError(f"{name} has {len(rows)} rows; at most {limit} per request")
+    for i, row in enumerate(rows, 1):
+        if len(row) != columns or not _numeric(row):
+            raise ValueError(f"{name}: row {i} must hold {what}, got {len(row)} columns"
+                             + ("" if _numeric(row) else " with non-numbers"))
+    values = np.array(rows, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite values; expected finite numbers")
+    return values
+
+
+def csv_digits(path: str) -> torch.Tensor:
+    """A CSV file of digits, one per row: 64 pixel values (0..16 like the digits data, or 0..1)."""
+    values = csv_numbers(path, 64, "64 numeric pixel values (8x8)", LIMITS["digits"])
+    if values.min() < 0 or values.max() > 16:
+        raise ValueError(f"{Path(path).name}: pixel values must be in 0..16 (or 0..1), "
+                         f"got {values.min():.3g}..{values.max():.3g}")
+    scale = 16.0 if values.max() > 1 else 1.0
+    return quantise(values.reshape(-1, 8, 8) / scale)
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(c) for c in row]
+    except ValueError:
+        return False
+    return True
+
+
+# -- Images ------------------------------------------------------------------------------------
+
+
+@friendly
+def generate_images(name: str, n: float, seed: float, label: str, steps: float, guidance: float,
+                    sampler: str = "ddim"):
+    """A grid of `n` samples of an image model, and the same grid as a PNG file."""
+    m = model(name)
+    n = as_int(n, "number of samples", 1, LIMITS["images"])
+    seed = as_int(seed, "seed", 0, 2**31 - 1)
+    chosen, conditions, nrow = as_label(label, m), {}, None
+    if chosen is not None:
+        conditions["labels"] = chosen
+    elif conditional(m):  # one column per class, like `genzoo sample`
+        conditions["labels"] = torch.arange(n) % conditional(m)
+        nrow = conditional(m)
+    if zoo.model_info(name).family == "diffusion":
+        conditions.update(steps=as_int(steps, "sampler steps", 1, LIMITS["diffusion_steps"]), sampler=sampler,
+                          guidance=float(guidance) if conditional(m) else None, progress=False)
+    grid = make_grid(m.sample(n, seed=seed, **conditions), nrow=nrow, scale=4)
+    return grid, save_png(grid, f"{name}-seed{seed}")
+
+
+def image_controls(name: str):
+    """Show the label only for conditional models; steps, guidance and sampler only for diffusion."""
+    m = model(name)
+    diffusion = zoo.model_info(name).family == "diffusion"
+    guided = diffusion and bool(conditional(m))
+    return (gr.update(visible=bool(conditional(m)), value="any"), gr.update(visible=diffusion),
+            gr.update(visible=guided, value=getattr(m, "guidance", 1.0)), gr.update(visible=diffusion))
+
+
+def images_tab() -> None:
+    names = preferred(models_of(*IMAGE_FAMILIES), "cvae-digits")
+    with gr.Tab("Images", id="images"):
+        name = tab_header(names, f"Up to {LIMITS['images']} samples per request (diffusion: up to "
+                                 f"{LIMITS['diffusion_steps']} sampler steps); the same seed gives the same images. "
+                                 f"Conditional models draw one column per class unless a label is chosen.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                n = gr.Slider(1, LIMITS["images"], value=16, step=1, label=f"samples (max {LIMITS['images']})")
+                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                label = gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+                steps = gr.Slider(1, LIMITS["diffusion_steps"], value=50, step=1, label="sampler steps (diffusion)",
+                                  visible=False)
+                guidance = gr.Slider(0, 10, value=1.0, step=0.1, label="guidance scale (conditional diffusion; "
+                                     "1 = conditional only)", visible=False)
+                sampler = gr.Radio(["ddim", "ddpm"], value="ddim", label="sampler (diffusion)", visible=False)
+                button = gr.Button("Generate", variant="primary", elem_id="images-generate")
+            with gr.Column(scale=2):
+                grid = gr.Image(type="pil", format="png", label="samples", elem_id="images-grid", interactive=False)
+                download = gr.File(label="PNG download", interactive=False)
+        name.change(friendly(image_controls), name, [label, steps, guidance, sampler], api_name=False)
+        button.click(generate_images, [name, n, seed, label, steps, guidance, sampler], [grid, download],
+                     api_name="images")
+
+
+# -- Latent walk -------------------------------------------------------------------------------
+
+
+@friendly
+def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: str,
+                digit_a: str | None = None, digit_b: str | None = None):
+    """Decode points on the line between two latents: a strip, and an animated GIF of it."""
+    m = model(name)
+    steps = as_int(steps, "steps", 2, LIMITS["walk_steps"])
+    chosen = as_label(label, m)
+    if conditional(m) and chosen is None:
+        raise ValueError("this model is conditional: choose a class label for the walk")
+    if bool(digit_a) != bool(digit_b):
+        raise ValueError("upload two digits (or none, to walk between two seeds)")
+    seeds = as_int(seed_a, "seed A", 0, 2**31 - 1), as_int(seed_b, "seed B", 0, 2**31 - 1)
+    family = zoo.model_info(name).family
+    if family == "vae":
+        if digit_a:
+            x0, x1 = uploaded_digit(digit_a), uploaded_digit(digit_b)
+        else:
+            x0, x1 = (m.sample(1, seed=s, labels=chosen) for s in seeds)
+        frames = m.interpolate(x0, x1, steps=steps, labels=chosen)
+    elif family == "gan":
+        if digit_a:
+            raise ValueError("a GAN has no encoder: walk between two seeds, or choose a VAE for uploaded digits")
+        # the latents GAN.sample(1, seed=s, labels=...) decodes: z ~ N(0, I) from a generator seeded with s
+        z0, z1 = (torch.randn(1, m.latent_dim, generator=torch.Generator(m.device).manual_seed(s), device=m.device)[0]
+                  for s in seeds)
+        frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
+    else:
+        raise ValueError(f"no latent walk for the {family} family")
+    strip = make_grid(frames, nrow=steps, scale=6)
+    return strip, save_gif(frames, f"{name}-walk")
+
+
+def walk_tab() -> None:
+    names = preferred(models_of(*WALK_FAMILIES), "vae-digits")
+    with gr.Tab("Latent walk", id="walk"):
+        name = tab_header(names, f"A straight line in latent space between two seeds (or, for a VAE, two uploaded "
+                                 f"digits: square grayscale images, side a multiple of 8, at most {LIMITS['upload']}); "
+                                 f"up to {LIMITS['walk_steps']} frames.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Row():
+                    seed_a = gr.Number(0, precision=0, label="seed A", minimum=0)
+                    seed_b = gr.Number(1, precision=0, label="seed B", minimum=0)
+                steps = gr.Slider(2, LIMITS["walk_steps"], value=10, step=1, label=f"frames (max {LIMITS['walk_steps']})")
+                label = gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+                with gr.Row():
+                    digit_a = gr.Image(type="filepath", image_mode=None, label="digit A (optional)", sources=["upload"])
+                    digit_b = gr.Image(type="filepath", image_mode=None, label="digit B (optional)", sources=["upload"])
+                button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
+            with gr.Column(scale=2):
+                strip = gr.Image(type="pil", format="png", label="interpolation", interactive=False)
+                gif = gr.Image(type="filepath", label="animated GIF", interactive=False)
+        button.click(latent_walk, [name, seed_a, seed_b, steps, label, digit_a, digit_b], [strip, gif],
+                     api_name="latent_walk")
+
+
+# -- Anomalies ---------------------------------------------------------------------------------
+
+
+def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
+    """Anomaly scores (higher = more unusual) of digits x (N, 1, 8, 8) under a density model.
+
+    VAEs estimate log p(x) by importance sampling; the demo uses fewer samples (seeded) than
+    the model card so that a request takes a second, not a minute.
+    """
+    if "k" in inspect.signature(m.log_prob).parameters:
+        return (-m.log_prob(x, k=DEMO_IWAE_K, seed=0)).cpu().numpy()
+    return m.score(x).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def reference_scores(name: str) -> np.ndarray:
+    """Scores of a fixed sample of training digits under model `name` (cached)."""
+    from zoo.data.digits import digits_split
+
+    x, _ = digits_split("train")
+    return anomaly_scores(model(name), x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE]])
+
+
+def histogram(values: np.ndarray, marks: np.ndarray, bins: int = 30):
+    """A data frame for gr.BarPlot: the training histogram, with the scored digits counted beside it."""
+    import pandas as pd
+
+    low, high = float(min(values.min(), marks.min())), float(max(values.max(), marks.max()))
+    edges = np.linspace(low, high + 1e-9, bins + 1)
+    centres = np.round((edges[:-1] + edges[1:]) / 2, 1)
+    train = np.histogram(values, edges)[0] / len(values)
+    yours = np.histogram(marks, edges)[0] / len(marks)
+    return pd.DataFrame({"score": np.concatenate([centres, centres]),
+                         "fraction": np.concatenate([train, yours]),
+                         "digits": ["training"] * bins + ["yours"] * bins})
+
+
+@friendly
+def score_digits(name: str, csv_file: str | None, images: list[str] | None, sketch: Any, top: float):
+    """Score digits under a density model; the most unusual first, with the training distribution."""
+    m = model(name)
+    top = as_int(top, "most unusual", 1, LIMITS["digits"])
+    x = collect_digits(csv_file, images, sketch)
+    scores = anomaly_scores(m, x)
+    order = np.argsort(-scores)[:top]
+    grid = make_grid(x[order], nrow=min(len(order), 8), scale=8)
+    reference = reference_scores(name)
+    table = [[int(i), round(float(scores[i]), 2), round(float((reference < scores[i]).mean() * 100), 1)] for i in order]
+    return grid, table, histogram(reference, scores)
+
+
+def collect_digits(csv_file: str | None, images: list[str] | None, sketch: Any) -> torch.Tensor:
+    """The digits to score: CSV rows, uploaded images and the drawing; the test split if none is given."""
+    parts = []
+    if csv_file:
+        parts.append(csv_digits(csv_file))
+    for path in images or []:
+        parts.append(uploaded_digit(path))
+    drawn = drawn_digit(sketch) if sketch is not None else None
+    if drawn is not None:
+        parts.append(drawn)
+    if not parts:
+        from zoo.data.digits import digits_split
+
+        gr.Info(f"no digits given: scoring the first {LIMITS['digits']} test digits")
+        return digits_split("test")[0][:LIMITS["digits"]]
+    x = torch.cat(parts)
+    if len(x) > LIMITS["digits"]:
+        raise ValueError(f"got {len(x)} digits; at most {LIMITS['digits']} per request")
+    return x
+
+
+def anomalies_tab() -> None:
+    names = preferred(models_of(*DENSITY_FAMILIES), "vae-digits")
+    with gr.Tab("Anomalies", id="anomalies"):
+        name = tab_header(names, f"Score digits under a density model (score = -log p(x) in nats: higher is more "
+                                 f"unusual). Give a CSV (one digit per row: 64 pixel values 0..16), images (square "
+                                 f"grayscale, side a multiple of 8) or a drawing; with none, the first "
+                                 f"{LIMITS['digits']} test digits are scored. At most {LIMITS['digits']} digits and "
+                                 f"{LIMITS['upload']} per file. VAE scores use {DEMO_IWAE_K} importance samples "
+                                 f"(the model card uses 1000).", label="density model")
+        with gr.Row():
+            with gr.Column(scale=1):
+                csv_file = gr.File(label="digits CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
+                images = gr.File(label="digit images (optional)", file_count="multiple", file_types=["image"],
+                                 type="filepath")
+                sketch = gr.Sketchpad(label="draw a digit (optional)", canvas_size=(256, 256), type="numpy")
+                top = gr.Slider(1, LIMITS["digits"], value=8, step=1, label="show the most unusual")
+                button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
+            with gr.Column(scale=2):
+                grid = gr.Image(type="pil", format="png", label="most unusual first", interactive=False)
+                table = gr.Dataframe(headers=["digit #", "score (nats)", "percentile among training digits"],
+                                     label="scores", interactive=False)
+                chart = gr.BarPlot(x="score", y="fraction", color="digits", label="score distribution",
+                                   x_title="score = -log p(x) (nats)", y_title="fraction of digits")
+        button.click(score_digits, [name, csv_file, images, sketch, top], [grid, table, chart], api_name="anomalies")
+
+
+# -- Text --------------------------------------------------------------------------------------
+
+
+@friendly
+def stream_text(name: str, prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
+                seed: float):
+    """The prompt's continuation, streamed: yields the text so far after each new piece."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: type the beginning of a text for the model to continue")
+    if len(prompt) > LIMITS["prompt_chars"]:
+        raise ValueError(f"the prompt has {len(prompt)} characters; at most {LIMITS['prompt_chars']}")
+    m = model(name)
+    tokens = as_int(max_new_tokens, "max new tokens", 1, LIMITS["tokens"])
+    k = as_int(top_k, "top-k", 0, 100_000)  # 0 = off
+    text = ""
+    for piece in m.stream(prompt, max_new_tokens=tokens, temperature=float(temperature), top_k=k or None,
+                          top_p=float(top_p), seed=as_int(seed, "seed", 0, 2**31 - 1)):
+        text += piece
+        yield text
+
+
+def text_tab() -> None:
+    names = models_of("gpt")
+    with gr.Tab("Text", id="text"):
+        name = tab_header(names, f"The model continues your prompt token by token (at most {LIMITS['tokens']} new "
+                                 f"tokens; the prompt must fit the model's context window and "
+                                 f"{LIMITS['prompt_chars']} characters). Temperature 0 is greedy; the same seed "
+                                 f"gives the same text.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                prompt = gr.Textbox("ROMEO:", lines=3, label="prompt", elem_id="text-prompt")
+                tokens = gr.Slider(1, LIMITS["tokens"], value=200, step=1, label=f"max new tokens (max {LIMITS['tokens']})")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
+                top_k = gr.Slider(0, 200, value=0, step=1, label="top-k (0 = off)")
+                top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="top-p (nucleus; 1 = off)")
+                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                button = gr.Button("Generate", variant="primary", elem_id="text-generate")
+            with gr.Column(scale=2):
+                output = gr.Textbox(label="continuation", lines=16, elem_id="text-output", interactive=False)
+        button.click(stream_text, [name, prompt, tokens, temperature, top_k, top_p, seed], output, api_name="text")
+
+
+# -- Mixtures ----------------------------------------------------------------------------------
+
+
+def synthetic_points(kind: str, n: int, seed: int) -> np.ndarray:
+    """Built-in 2-D data sets, (n, 2), seeded: clusters a mixture should find (or struggle with)."""
+    rng = np.random.default_rng(seed)
+    if kind == "blobs":
+        centres = np.array([[-4.0, -2.0], [0.0, 3.0], [4.0, -1.0]])
+        shears = np.array([[[1.2, 0.6], [0.0, 0.5]], [[0.5, 0.0], [0.4, 1.0]], [[0.8, -0.5], [0.0, 0.6]]])
+        which = rng.integers(3, size=n)
+        return centres[which] + np.einsum("nd,nde->ne", rng.standard_normal((n, 2)), shears[which])
+    if kind == "grid":
+        which = rng.integers(9, size=n)
+        return 4.0 * np.stack([which % 3, which // 3], 1) + 0.5 * rng.standard_normal((n, 2))
+    if kind == "moons":
+        t = rng.uniform(0, np.pi, n)
+        upper = rng.integers(2, size=n).astype(bool)
+        x = np.where(upper, np.cos(t), 1 - np.cos(t))
+        y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+        return np.stack([x, y], 1) + 0.08 * rng.standard_normal((n, 2))
+    if kind == "ring":
+        t = rng.uniform(0, 2 * np.pi, n)
+        inner = rng.random(n) < 0.3
+        radius = np.where(inner, 0.0, 3.0) + 0.3 * rng.standard_normal(n)
+        return np.stack([radius * np.cos(t), radius * np.sin(t)], 1)
+    raise ValueError(f"data set must be one of {', '.join(SYNTHETIC)}, got {kind!r}")
+
+
+SYNTHETIC = ("blobs", "grid", "moons", "ring")
+
+
+def csv_points(path: str) -> np.ndarray:
+    """A CSV of two numeric columns (an optional header row) -> (N, 2)."""
+    return csv_numbers(path, 2, "two numbers (x, y)", LIMITS["points"])
+
+
+def fit_mixture(x: torch.Tensor, k: int, covariance: str, seed: int):
+    from zoo.layers.mixture import GaussianMixture
+
+    if len(x) < k:
+        raise ValueError(f"K={k} components need at least {k} points, got {len(x)}")
+    return GaussianMixture(k, 2, covariance_type=covariance, reg_covar=1e-4).double().fit(x, max_iter=200, seed=seed)
+
+
+def mixture_picture(x: np.ndarray, gmm: Any, samples: np.ndarray, size: int = 480) -> Image.Image:
+    """Data (grey), samples (orange), component means (black) and density contours (blue), drawn with PIL.
+
+    Contours are drawn at the log-densities that 10/30/50/70/90% of the data points exceed.
+    """
+    from PIL import ImageDraw
+
+    both = np.concatenate([x, samples])
+    low, high = both.min(0), both.max(0)
+    centre, half = (low + high) / 2, (high - low).max() / 2 * 1.1 + 1e-9
+    low, high = centre - half, centre + half  # a square window: circles stay round
+    cells = size // 2
+    axis = np.linspace(0, 1, cells)
+    gx, gy = np.meshgrid(low[0] + axis * (high[0] - low[0]), high[1] - axis * (high[1] - low[1]))
+    with torch.no_grad():
+        density = gmm.log_prob(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))).view(cells, cells).numpy()
+        levels = np.quantile(gmm.log_prob(torch.from_numpy(x)).numpy(), [0.1, 0.3, 0.5, 0.7, 0.9])
+    band = np.digitize(density, levels)  # (cells, cells) 0..5
+    shade = (255 - band * 14).astype(np.uint8)
+    edge = np.zeros_like(band, dtype=bool)
+    edge[1:] |= band[1:] != band[:-1]
+    edge[:, 1:] |= band[:, 1:] != band[:, :-1]
+    rgb = np.stack([shade, shade, np.full_like(shade, 255)], -1)
+    rgb[edge] = (40, 70, 200)
+    image = Image.fromarray(rgb.repeat(2, 0).repeat(2, 1))
+    draw = ImageDraw.Draw(image)
+
+    def to_pixels(points: np.ndarray) -> np.ndarray:
+        return np.stack([(points[:, 0] - low[0]) / (high[0] - low[0]), (high[1] - points[:, 1]) / (high[1] - low[1])],
+                        1) * (size - 1)
+
+    for (px, py) in to_pixels(x):
+        draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=(110, 110, 110))
+    for (px, py) in to_pixels(samples):
+        draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=(240, 140, 20))
+    for (px, py) in to_pixels(gmm.means.detach().numpy()):
+        draw.line([px - 6, py - 6, px + 6, py + 6], fill="black", width=3)
+        draw.line([px - 6, py + 6, px + 6, py - 6], fill="black", width=3)
+    return image
+
+
+@friendly
+def mixtures(data: str, csv_file: str | None, n: float, k: float, covariance: str, seed: float):
+    """Fit a K-component GMM on 2-D points: a picture, BIC for K = 1..10, and a summary."""
+    import pandas as pd
+
+    seed = as_int(seed, "seed", 0, 2**31 - 1)
+    k = as_int(k, "K", 1, 10)
+    if csv_file:
+        points = csv_points(csv_file)
+    else:
+        points = synthetic_points(data, as_int(n, "points", 10, LIMITS["points"]), seed)
+    x = torch.from_numpy(points)
+    gmm = fit_mixture(x, k, covariance, seed)
+    samples = gmm.sample(len(points), seed=seed).numpy()
+    bic = [(j, gmm.bic(x) if j == k else fit_mixture(x, j, covariance, seed).bic(x)) for j in range(1, min(10, len(x)) + 1)]
+    best = min(bic, key=lambda r: r[1])[0]
+    if not gmm.converged:
+        gr.Warning(f"EM stopped after {len(gmm.history)} iterations without converging; the fit may improve "
+                   f"with another seed")
+    weights = ", ".join(f"{w:.2f}" for w in gmm.weights.tolist())
+    summary = (f"K = {k} ({covariance} covariance) on {len(points)} points: mean log-likelihood "
+               f"{gmm.log_prob(x).mean().item():.3f} nats per point after {len(gmm.history)} EM iterations "
+               f"({'converged' if gmm.converged else 'not converged'}); weights {weights}. "
+               f"BIC is lowest at K = {best}.")
+    return mixture_picture(points, gmm, samples), pd.DataFrame(bic, columns=["K", "BIC"]), summary
+
+
+def mixtures_tab() -> None:
+    from zoo.layers.mixture import COVARIANCE_TYPES
+
+    with gr.Tab("Mixtures", id="mixtures"):
+        family = models_of("gmm")
+        card = f" · the pretrained digits mixture: {card_line(family[0])}" if family else ""
+        gr.Markdown(f"**zoo.layers.GaussianMixture**: a Gaussian mixture fit by EM, here on 2-D points{card}")
+        gr.Markdown(f"Built-in data sets or a CSV of two numeric columns (x, y; an optional header; at most "
+                    f"{LIMITS['points']} rows and {LIMITS['upload']}). Grey: data; orange: samples of the fit; "
+                    f"blue: density contours; black: component means.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                data = gr.Dropdown(list(SYNTHETIC), value="blobs", label="data set")
+                csv_file = gr.File(label="or a CSV of (x, y) points", file_types=[".csv", ".txt"], type="filepath")
+                n = gr.Slider(10, LIMITS["points"], value=600, step=10, label="points (built-in sets)")
+                k = gr.Slider(1, 10, value=3, step=1, label="K components")
+                covariance = gr.Dropdown(list(COVARIANCE_TYPES), value="full", label="covariance type")
+                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                button = gr.Button("Fit", variant="primary", elem_id="mixtures-fit")
+            with gr.Column(scale=2):
+                picture = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
+                summary = gr.Markdown()
+                bic = gr.LinePlot(x="K", y="BIC", label="BIC for K = 1..10 (lower is better)", x_title="K",
+                                  y_title="BIC")
+        button.click(mixtures, [data, csv_file, n, k, covariance, seed], [picture, bic, summary], api_name="mixtures")
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
+    (lambda: models_of(*IMAGE_FAMILIES), images_tab),
+    (lambda: models_of(*WALK_FAMILIES), walk_tab),
+    (lambda: models_of("gpt"), text_tab),
+    (lambda: find_spec("zoo.layers.mixture") is not None, mixtures_tab),
+    (lambda: models_of(*DENSITY_FAMILIES), anomalies_tab),
+]
+
+
+def build_app() -> gr.Blocks:
+    """The demo's Blocks, with a tab per family that has a pretrained model (no model is loaded yet)."""
+    with gr.Blocks(title="genzoo demo", analytics_enabled=False) as app:
+        gr.Markdown(f"# genzoo demo\nPretrained generative models of the zoo ({len(zoo.list_models())} models), "
+                    f"loaded by name with `zoo.load`. At most {CONCURRENCY} requests run at once; "
+                    f"uploads up to {LIMITS['upload']}.")
+        with gr.Tabs():
+            for available, tab in TABS:
+                if available():
+                    tab()
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return app
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True):
+    """Serve `app` on host:port (localhost by default: pass host="0.0.0.0" to expose it)."""
+    return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                      max_file_size=LIMITS["upload"], allowed_paths=card_folders(), show_error=False,
+                      footer_links=["api"])
+
+
+def main(host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Build and serve the demo (blocks until interrupted)."""
+    try:
+        launch(build_app(), host, port)
+    finally:
+        shutil.rmtree(_OUT, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="genzoo's Gradio demo")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    args = parser.parse_args()
+    main(args.host, args.port)

@@ -1,0 +1,216 @@
+"""Every demo endpoint through gradio_client against a real `genzoo demo` server (tests/demo/conftest.py)."""
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from zoo.data.digits import digits_split
+from zoo.registry import PRETRAINED
+
+
+def grid_size(cols: int, rows: int, scale: int, side: int = 8) -> tuple[int, int]:
+    """(width, height) of zoo.images.make_grid: 1-pixel gaps around 8x8 tiles, upscaled."""
+    return ((cols * (side + 1) + 1) * scale, (rows * (side + 1) + 1) * scale)
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    """Test digits as files: an 8x8 PNG, a 32x32 PNG (x4), a colour image, a non-square image, a CSV."""
+    folder = tmp_path_factory.mktemp("digits")
+    x, _ = digits_split("test")
+    grey = (x[:, 0].numpy() * 255).round().astype(np.uint8)  # (N, 8, 8)
+    files = {}
+    for i in range(2):
+        files[f"digit{i}"] = folder / f"digit{i}.png"
+        Image.fromarray(grey[i]).save(files[f"digit{i}"])
+    files["big"] = folder / "big.png"
+    Image.fromarray(grey[2].repeat(4, 0).repeat(4, 1)).save(files["big"])
+    files["colour"] = folder / "colour.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(files["colour"])
+    files["oblong"] = folder / "oblong.png"
+    Image.new("L", (16, 8)).save(files["oblong"])
+    rows = (x[:5, 0].reshape(5, 64).numpy() * 16).round().astype(int).tolist()
+    rows.append([16 if (i // 8 + i % 8) % 2 else 0 for i in range(64)])  # a checkerboard: no digit at all
+    files["csv"] = folder / "digits.csv"
+    files["csv"].write_text("\n".join(",".join(map(str, r)) for r in [[f"p{i}" for i in range(64)], *rows]) + "\n")
+    files["bad_csv"] = folder / "bad.csv"
+    files["bad_csv"].write_text("1,2,3\n4,5,6\n")
+    return {k: str(v) for k, v in files.items()}
+
+
+def test_serves_quickly_with_every_available_tab(demo_server, client):
+    url, startup = demo_server
+    assert startup < 60  # the server is up before any model is loaded (they load on first use)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/images", "/latent_walk", "/mixtures", "/anomalies"} <= endpoints
+
+
+def test_model_cards_are_linked_and_served(demo_server):
+    page = urllib.request.urlopen(demo_server[0] + "config", timeout=10).read().decode()
+    card = (PRETRAINED["cvae-digits"].packaged / "README.md").as_posix()
+    assert f"/gradio_api/file={card}" in page  # the Images tab's first line links the default model's card
+    served = urllib.request.urlopen(demo_server[0] + f"gradio_api/file={card}", timeout=10).read().decode()
+    assert served.startswith("---") and "model-index" in served
+
+
+# -- Images ------------------------------------------------------------------------------------
+
+
+def test_images_grid_and_png_download_are_deterministic(client):
+    grid, png = client.predict("vae-digits", 16, 0, "any", 50, 2.0, "ddim", api_name="/images")
+    assert Image.open(grid).size == grid_size(4, 4, 4) and Image.open(png).format == "PNG"
+    assert np.array_equal(pixels(grid), pixels(png))
+    again, _ = client.predict("vae-digits", 16, 0, "any", 50, 2.0, "ddim", api_name="/images")
+    other, _ = client.predict("vae-digits", 16, 1, "any", 50, 2.0, "ddim", api_name="/images")
+    assert np.array_equal(pixels(grid), pixels(again)) and not np.array_equal(pixels(grid), pixels(other))
+
+
+def test_images_conditional_labels(client):
+    grid, _ = client.predict("cvae-digits", 20, 0, "any", 50, 2.0, "ddim", api_name="/images")
+    assert Image.open(grid).size == grid_size(10, 2, 4)  # one column per class
+    threes, _ = client.predict("cvae-digits", 5, 0, "3", 50, 2.0, "ddim", api_name="/images")
+    assert Image.open(threes).size == grid_size(3, 2, 4)
+
+
+@pytest.mark.parametrize("args, message", [  # ranges are checked by gradio's widgets, the rest by the demo and zoo
+    (("vae-digits", 0, 0, "any", 50, 2.0, "ddim"), "Value 0 is less than minimum value 1"),
+    (("vae-digits", 65, 0, "any", 50, 2.0, "ddim"), "Value 65 is greater than maximum value 64"),
+    (("vae-digits", 4, -1, "any", 50, 2.0, "ddim"), "Value -1 is less than minimum value 0"),
+    (("vae-digits", 2.5, 0, "any", 50, 2.0, "ddim"), "number of samples must be a whole number in 1..64, got 2.5"),
+    (("vae-digits", 4, 0, "3", 50, 2.0, "ddim"), "this model is unconditional"),
+    (("vae-digitz", 4, 0, "any", 50, 2.0, "ddim"), "Value: vae-digitz is not in the list of choices"),
+])
+def test_images_bad_input_is_a_clear_message(client, args, message):
+    with pytest.raises(AppError, match=message) as error:
+        client.predict(*args, api_name="/images")
+    assert "Traceback" not in str(error.value)
+
+
+def test_twenty_concurrent_image_requests_all_complete(client):
+    """The bounded queue (2 at a time) serves a burst of 20 requests; none fails."""
+    start = time.perf_counter()
+    jobs = [client.submit("vae-digits", 64, seed, "any", 50, 2.0, "ddim", api_name="/images") for seed in range(20)]
+    grids = [job.result(timeout=60)[0] for job in jobs]
+    assert all(Image.open(grid).size == grid_size(8, 8, 4) for grid in grids)
+    assert len({pixels(grid).tobytes() for grid in grids}) == 20  # 20 seeds, 20 different grids
+    assert time.perf_counter() - start < 60
+
+
+# -- Latent walk -------------------------------------------------------------------------------
+
+
+def test_latent_walk_strip_and_gif(client):
+    strip, gif = client.predict("vae-digits", 0, 1, 10, "any", None, None, api_name="/latent_walk")
+    assert Image.open(strip).size == grid_size(10, 1, 6)
+    animation = Image.open(gif)
+    assert animation.format == "GIF" and animation.n_frames == 18  # forth and back
+    strip3, _ = client.predict("cvae-digits", 0, 1, 4, "3", None, None, api_name="/latent_walk")
+    assert Image.open(strip3).size == grid_size(4, 1, 6)
+
+
+def test_latent_walk_between_uploaded_digits(client, digit_files):
+    strip, _ = client.predict("vae-digits", 0, 1, 6, "any", handle_file(digit_files["digit0"]),
+                              handle_file(digit_files["big"]), api_name="/latent_walk")
+    assert Image.open(strip).size == grid_size(6, 1, 6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("vae-digits", 0, 1, 1, "any", None, None), "Value 1 is less than minimum value 2"),
+    (("cvae-digits", 0, 1, 5, "any", None, None), "conditional: choose a class label"),
+    (("vae-digits", 0, 1, 5, "any", "digit0", None), "upload two digits"),
+    (("vae-digits", 0, 1, 5, "any", "colour", "digit0"), "must be a grayscale digit"),
+    (("vae-digits", 0, 1, 5, "any", "oblong", "digit0"), "must be a square digit image .* got 16x8"),
+])
+def test_latent_walk_bad_input(client, digit_files, args, message):
+    args = [handle_file(digit_files[a]) if a in digit_files else a for a in args]
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/latent_walk")
+
+
+# -- Anomalies ---------------------------------------------------------------------------------
+
+
+def test_anomalies_default_test_digits_with_training_distribution(client):
+    grid, table, chart = client.predict("vae-digits", None, None, None, 8, api_name="/anomalies")
+    scores = [row[1] for row in table["data"]]
+    assert len(scores) == 8 and scores == sorted(scores, reverse=True)  # most unusual first
+    assert Image.open(grid).size == grid_size(8, 1, 8)
+    groups = {row[2] for row in chart["data"]}
+    assert groups == {"training", "yours"} and chart["columns"] == ["score", "fraction", "digits"]
+    for group in groups:  # each histogram sums to one
+        assert sum(r[1] for r in chart["data"] if r[2] == group) == pytest.approx(1.0)
+
+
+def test_anomalies_csv_finds_the_odd_one_out(client, digit_files):
+    _, table, _ = client.predict("vae-digits", handle_file(digit_files["csv"]), None, None, 3, api_name="/anomalies")
+    assert table["data"][0][0] == 5  # the checkerboard row
+    assert table["data"][0][2] == 100.0  # more unusual than every training digit
+
+
+def test_anomalies_images_and_bad_csv(client, digit_files):
+    _, table, _ = client.predict("vae-digits", None, [handle_file(digit_files["digit0"]), handle_file(digit_files["big"])],
+                                 None, 2, api_name="/anomalies")
+    assert sorted(row[0] for row in table["data"]) == [0, 1]
+    with pytest.raises(AppError, match=r"bad.csv: row 1 must hold 64 numeric pixel values \(8x8\), got 3 columns"):
+        client.predict("vae-digits", handle_file(digit_files["bad_csv"]), None, None, 3, api_name="/anomalies")
+
+
+# -- Mixtures ----------------------------------------------------------------------------------
+
+
+def test_mixtures_on_a_builtin_set(client):
+    picture, bic, summary = client.predict("grid", None, 450, 9, "full", 0, api_name="/mixtures")
+    assert Image.open(picture).size == (480, 480)
+    assert [row[0] for row in bic["data"]] == list(range(1, 11)) and bic["columns"] == ["K", "BIC"]
+    assert "K = 9 (full covariance) on 450 points" in summary and "BIC is lowest at K =" in summary
+
+
+def test_mixtures_on_an_uploaded_csv(client, tmp_path):
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(-3, 0.5, (40, 2)), rng.normal(3, 0.5, (40, 2))])
+    (tmp_path / "points.csv").write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in points))
+    _, bic, summary = client.predict("blobs", handle_file(str(tmp_path / "points.csv")), 600, 2, "diag", 0,
+                                     api_name="/mixtures")
+    scores = dict(bic["data"])
+    assert min(scores, key=scores.get) == 2  # two clusters: BIC picks K = 2
+    assert "on 80 points" in summary and "weights 0.50, 0.50" in summary
+
+
+@pytest.mark.parametrize("rows, k, message", [
+    ("1,2,3\n4,5,6\n", 2, r"points.csv: row 1 must hold two numbers \(x, y\), got 3 columns"),
+    ("1,2\n3,x\n", 2, "row 2 must hold two numbers .* with non-numbers"),
+    ("1,2\n3,4\n5,6\n", 5, "K=5 components need at least 5 points, got 3"),
+])
+def test_mixtures_bad_csv(client, tmp_path, rows, k, message):
+    (tmp_path / "points.csv").write_text(rows)
+    with pytest.raises(AppError, match=message):
+        client.predict("blobs", handle_file(str(tmp_path / "points.csv")), 600, k, "full", 0, api_name="/mixtures")
+
+
+def test_cli_demo_help_says_localhost_by_default():
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "demo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "default 127.0.0.1" in out.stdout and "--port" in out.stdout
+    assert "demo" in subprocess.run([sys.executable, "-m", "zoo.cli", "--help"], capture_output=True, text=True).stdout
+
+
+def test_anomalies_scores_a_drawing(client, tmp_path):
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGBA", (256, 256), (0, 0, 0, 0))  # what the Sketchpad sends: black ink, transparent paper
+    ImageDraw.Draw(canvas).line([(128, 40), (128, 216)], fill="black", width=24)  # a "1"
+    canvas.save(tmp_path / "drawing.png")
+    drawing = {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "drawing.png"))}
+    grid, table, _ = client.predict("vae-digits", None, None, drawing, 5, api_name="/anomalies")
+    assert len(table["data"]) == 1 and table["data"][0][2] < 100  # one digit, not stranger than every training one
+    assert Image.open(grid).size == grid_size(1, 1, 8)

@@ -1,0 +1,81 @@
+"""Feature extractors for torchmetrics' FID, KID and Inception Score on digits.
+
+torchmetrics accepts any ``nn.Module`` as ``feature``: FID and KID read its output as the
+features to compare (``num_features`` tells FID the size of its state), the Inception
+Score reads it as class logits. ``ClassifierFeatures`` wraps the packaged
+``digits-classifier`` for both uses, so every digits number in the zoo comes from one
+network: ``"digits-classifier/features"`` (64 penultimate activations) or
+``"digits-classifier/logits"`` (10 logits).
+
+Example::
+
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    fid = FrechetInceptionDistance(feature=ClassifierFeatures(digits_classifier()))
+    fid.update(real_images, real=True); fid.update(fake_images, real=False); fid.compute()
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from zoo.models.classifier import DigitsClassifier
+
+PACKAGED = "digits-classifier"
+OUTPUTS = ("features", "logits")
+
+
+@lru_cache(maxsize=1)
+def _packaged_classifier() -> DigitsClassifier:
+    folder = Path(str(resources.files("zoo") / "pretrained" / PACKAGED))
+    return DigitsClassifier.from_pretrained(folder)
+
+
+def digits_classifier(name_or_folder: str | None = None) -> DigitsClassifier:
+    """The packaged digits classifier (default), or one from a model folder; in eval mode, frozen."""
+    if name_or_folder in (None, PACKAGED):
+        return _packaged_classifier()
+    return DigitsClassifier.from_pretrained(name_or_folder)
+
+
+class ClassifierFeatures(nn.Module):
+    """A frozen classifier as a torchmetrics feature extractor: images (N, C, H, W) in [0, 1] -> (N, num_features).
+
+    Args:
+        classifier: a DigitsClassifier (default: the packaged ``digits-classifier``).
+        output: "features" (penultimate layer, for FID and KID) or "logits" (for the Inception Score).
+    """
+
+    def __init__(self, classifier: DigitsClassifier | None = None, output: str = "features"):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.classifier = (classifier or digits_classifier()).eval().requires_grad_(False)
+        self.output = output
+        self.num_features = self.classifier.num_features if output == "features" else self.classifier.num_classes
+        self.name = f"{PACKAGED if classifier is None else type(classifier).__name__}/{output}"
+
+    def train(self, mode: bool = True) -> "ClassifierFeatures":
+        return super().train(False)  # always eval: batch norm statistics and dropout stay frozen
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        if images.is_floating_point() and (images.min() < 0 or images.max() > 1):
+            raise ValueError(f"images must be in [0, 1], got range [{images.min().item():.3g}, {images.max().item():.3g}]")
+        clf = self.classifier
+        out = clf.features(images) if self.output == "features" else clf(images)
+        return out.float()  # (N, num_features)
+
+
+def check_extractor(extractor: nn.Module, image_shape: tuple[int, ...], num_features: int) -> None:
+    """Raise a ValueError unless `extractor` maps a (1, *image_shape) image to (1, num_features)."""
+    device = next(extractor.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        out = extractor(torch.zeros(1, *image_shape, device=device))
+    if out.dim() != 2 or out.shape[1] != num_features:
+        raise ValueError(f"the feature extractor outputs shape {tuple(out.shape)} for one image, but the metric state "
+                         f"holds num_features={num_features}: pass an extractor with that many outputs")

@@ -1,0 +1,87 @@
+"""A small convolutional digits classifier: the feature extractor of genzoo's image metrics.
+
+FID, KID and the Inception Score on 8x8 digits through InceptionV3 (trained on 299x299
+photographs) would measure upsampling artefacts, not digits. Instead, like the MNIST
+FID literature (e.g. Heusel et al. 2017's advice to use a domain network), the zoo's image
+metrics read this classifier: its penultimate layer (``num_features`` values) feeds FID
+and KID, its logits feed the Inception Score, and its predictions give the conditional
+accuracy of class-conditional generators.
+
+It is packaged as ``digits-classifier`` (``zoo/pretrained/digits-classifier``) but is not a
+generator: ``sample`` raises. Load it with ``zoo.metrics.digits_classifier()``.
+
+Example::
+
+    clf = DigitsClassifier()                        # untrained; recipes/digits-classifier.yaml trains it
+    clf = zoo.metrics.digits_classifier()           # the packaged one
+    x, y = zoo.data.digits.digits_split("test")
+    clf.features(x).shape                           # (270, 64)
+    (clf.predict(x) == y).float().mean()            # test accuracy
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from zoo.models.base import GenerativeModel
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class DigitsClassifier(GenerativeModel):
+    """Conv net: image (N, C, H, W) in [0, 1] -> `num_features` features -> `num_classes` logits."""
+
+    family = "classifier"
+
+    def __init__(self, image_size: int = 8, channels: int = 1, num_classes: int = 10, hidden: int = 32,
+                 num_features: int = 64, dropout: float = 0.2):
+        for name, value, low in [("image_size", image_size, 4), ("channels", channels, 1),
+                                 ("num_classes", num_classes, 2), ("hidden", hidden, 1), ("num_features", num_features, 2)]:
+            _check_int(name, value, low)
+        if image_size % 2:
+            raise ValueError(f"image_size must be even, got {image_size}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        super().__init__(image_size=image_size, channels=channels, num_classes=num_classes, hidden=hidden,
+                         num_features=num_features, dropout=dropout)
+        self.image_shape = (channels, image_size, image_size)
+        self.num_classes, self.num_features = num_classes, num_features
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.SiLU(),        # (N, h, H, W)
+            nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1), nn.BatchNorm2d(2 * hidden), nn.SiLU(),  # H/2
+            nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1), nn.BatchNorm2d(2 * hidden), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(),                                               # (N, 8h)
+            nn.Dropout(dropout), nn.Linear(8 * hidden, num_features), nn.SiLU(),                 # (N, F)
+        )
+        self.head = nn.Linear(num_features, num_classes)
+
+    def check_images(self, x: Tensor, name: str = "x") -> Tensor:
+        """x as a float (N, C, H, W) batch on the model's device; a single (C, H, W) image becomes a batch of one."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of images, got {type(x).__name__}")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or len(x) == 0:
+            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.image_shape))}) with N >= 1, "
+                             f"got {tuple(x.shape)}")
+        return x.to(self.device, torch.get_default_dtype())
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations, (N, num_features): what FID and KID compare."""
+        return self.body(self.check_images(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits, (N, num_classes): what the Inception Score reads."""
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """The most likely class of each image, (N,) int64."""
+        return self(x).argmax(1)
+
+    def sample(self, n: int, *, seed: int | None = None, **conditions) -> Tensor:
+        raise NotImplementedError("DigitsClassifier is a classifier, not a generator: use features, forward or predict")

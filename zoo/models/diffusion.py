@@ -1,0 +1,237 @@
+"""Denoising diffusion (DDPM, Ho et al. 2020) with DDIM sampling (Song et al. 2021), epsilon or
+v prediction (Salimans & Ho 2022), linear or cosine noise schedules (Nichol & Dhariwal 2021) and
+classifier-free guidance (Ho & Salimans 2022).
+
+Images come in and go out in [0, 1]; the network works in [-1, 1]. Sampling uses the
+exponential moving average of the weights (``self.ema``), which the system updates after
+every optimiser step.
+
+Example::
+
+    ddpm = DDPM(num_classes=10)                          # untrained; recipes/ddpm-digits.yaml trains it
+    ddpm = zoo.load("ddpm-digits")
+    x = ddpm.sample(16, labels=3, steps=50, guidance=2.0, seed=0)   # (16, 1, 8, 8): sixteen threes
+    x = ddpm.sample(16, sampler="ddpm", steps=1000, seed=0)        # ancestral sampling, the full chain
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.layers.unet import UNet, ema_update
+from zoo.models.base import GenerativeModel
+
+SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("eps", "v")
+SAMPLERS = ("ddim", "ddpm")
+
+# -- the noise schedule: a plain config object --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """How much noise each of `timesteps` forward steps adds; ``alphas_cumprod()`` is ᾱ_t for t = 0..T-1.
+
+    linear: β_t from `beta_start` to `beta_end` (DDPM). cosine: ᾱ_t = cos²((t/T + s)/(1 + s)·π/2), s=0.008
+    (Nichol & Dhariwal 2021), β_t clipped at 0.999.
+    """
+
+    kind: str = "cosine"
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule kind must be one of {SCHEDULES}, got {self.kind!r}")
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 2:
+            raise ValueError(f"schedule timesteps must be an integer >= 2, got {self.timesteps!r}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(f"schedule needs 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+
+    def alphas_cumprod(self) -> Tensor:
+        if self.kind == "linear":
+            betas = torch.linspace(self.beta_start, self.beta_end, self.timesteps, dtype=torch.float64)
+            return torch.cumprod(1 - betas, 0).float()
+        s, steps = 0.008, torch.arange(self.timesteps + 1, dtype=torch.float64) / self.timesteps
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        return torch.cumprod(1 - betas, 0).float()
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+class DDPM(GenerativeModel):
+    """A UNet denoiser over a noise schedule; class-conditional (with a null class) if `num_classes`.
+
+    Args:
+        image_size, channels: the image shape (image_size divisible by 2^(len(channel_mults)-1)).
+        base, channel_mults, dropout: the UNet (zoo.layers.unet.UNet).
+        num_classes: None for unconditional; else labels 0..num_classes-1 and a null class for guidance.
+        schedule: a NoiseSchedule as a dict, e.g. {"kind": "cosine", "timesteps": 1000}.
+        prediction: what the network predicts, "eps" (the noise) or "v" (√ᾱ·ε - √(1-ᾱ)·x0).
+        guidance: the default classifier-free guidance scale w: ε = ε_∅ + w·(ε_y - ε_∅); 1 = conditional only.
+        ema_decay: the decay of the weights' moving average used for sampling.
+    """
+
+    family = "diffusion"
+
+    def __init__(self, image_size: int = 8, channels: int = 1, base: int = 32, channel_mults: list[int] = (1, 2),
+                 dropout: float = 0.0, num_classes: int | None = None, schedule: dict[str, Any] | None = None,
+                 prediction: str = "eps", guidance: float = 1.0, ema_decay: float = 0.999):
+        for name, value, low in [("image_size", image_size, 2), ("channels", channels, 1), ("base", base, 8)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        channel_mults = list(channel_mults)
+        if not channel_mults or any(not isinstance(m, int) or m < 1 for m in channel_mults):
+            raise ValueError(f"channel_mults must be a non-empty list of positive integers, got {channel_mults!r}")
+        if image_size % 2 ** (len(channel_mults) - 1):
+            raise ValueError(f"image_size {image_size} must be divisible by 2^{len(channel_mults) - 1} "
+                             f"(one halving per extra entry of channel_mults)")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+            raise ValueError(f"num_classes must be None (unconditional) or an integer >= 2, got {num_classes!r}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if not 0 <= dropout < 1 or not 0 <= ema_decay < 1:
+            raise ValueError(f"dropout and ema_decay must be in [0, 1), got {dropout!r} and {ema_decay!r}")
+        self.schedule = NoiseSchedule(**(schedule or {}))
+        super().__init__(image_size=image_size, channels=channels, base=base, channel_mults=channel_mults,
+                         dropout=dropout, num_classes=num_classes, schedule=asdict(self.schedule),
+                         prediction=prediction, guidance=self._check_guidance(float(guidance)), ema_decay=ema_decay)
+        self.image_shape = (channels, image_size, image_size)
+        self.num_classes, self.prediction, self.guidance, self.ema_decay = num_classes, prediction, guidance, ema_decay
+        self.unet = UNet(channels, base, tuple(channel_mults), num_classes, dropout)
+        self.ema = copy.deepcopy(self.unet).requires_grad_(False)  # the weights sampling uses
+        self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod(), persistent=False)  # (T,)
+
+    # -- input checks ----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_guidance(guidance: float) -> float:
+        if not math.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0 (1 = conditional only), got {guidance!r}")
+        return guidance
+
+    def check_labels(self, labels: Any, n: int) -> Tensor | None:
+        """labels as a (n,) long tensor in [0, num_classes), or None."""
+        if labels is None:
+            return None
+        if not self.num_classes:
+            raise ValueError("labels were given, but this DDPM is unconditional (num_classes=None)")
+        labels = torch.as_tensor(labels, device=self.device)
+        if labels.dim() == 0:
+            labels = labels.expand(n)
+        if labels.is_floating_point() or labels.is_complex() or labels.shape != (n,):
+            raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
+        return labels.long()
+
+    # -- training --------------------------------------------------------------------------
+
+    def loss(self, x: Tensor, labels: Tensor | None = None, p_uncond: float = 0.1,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Mean squared error of the eps/v prediction at uniform random t (Ho et al. 2020, eq. 14).
+
+        x (N, C, H, W) in [0, 1]; with probability `p_uncond` a label is replaced by the null class, so the
+        same network learns ε_∅ for classifier-free guidance.
+        """
+        x0 = x * 2 - 1  # (N, C, H, W) in [-1, 1]
+        n = len(x0)
+        t = torch.randint(0, self.schedule.timesteps, (n,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        ab = self.alphas_cumprod[t].view(n, 1, 1, 1)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise  # q(x_t | x_0), eq. 4
+        if labels is not None and self.num_classes:
+            drop = torch.rand(n, device=x0.device, generator=generator) < p_uncond
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        target = noise if self.prediction == "eps" else ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        return F.mse_loss(self.unet(xt, t, labels), target)
+
+    def update_ema(self) -> None:
+        ema_update(self.ema, self.unet, self.ema_decay)
+
+    # -- sampling --------------------------------------------------------------------------
+
+    def _eps_x0(self, xt: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> tuple[Tensor, Tensor]:
+        """Guided ε and the implied x0 (clipped to [-1, 1]) at one timestep t (a 0-dim tensor)."""
+        n, ab = len(xt), self.alphas_cumprod[t]
+        tt = t.expand(n)
+        if labels is None:
+            out = self.ema(xt, tt, None)
+        elif guidance == 1.0:
+            out = self.ema(xt, tt, labels)
+        else:  # one batched call for the conditional and the null-class predictions
+            null = torch.full_like(labels, self.num_classes)
+            cond, uncond = self.ema(torch.cat([xt, xt]), tt.repeat(2), torch.cat([labels, null])).chunk(2)
+            out = uncond + guidance * (cond - uncond)
+        if self.prediction == "eps":
+            eps = out
+            x0 = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+        else:  # v = √ᾱ ε - √(1-ᾱ) x0
+            x0 = ab.sqrt() * xt - (1 - ab).sqrt() * out
+        x0 = x0.clamp(-1, 1)
+        eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()  # consistent with the clipped x0
+        return eps, x0
+
+    def timesteps(self, steps: int) -> list[int]:
+        """`steps` evenly spaced timesteps from T-1 down to 0 (DDIM's respacing)."""
+        return torch.linspace(self.schedule.timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None, labels: Any = None, steps: int = 50,
+               guidance: float | None = None, sampler: str = "ddim", progress: bool | None = None) -> Tensor:
+        """`n` images (n, C, H, W) in [0, 1] from `steps` denoising steps.
+
+        sampler "ddim": deterministic DDIM (η = 0); "ddpm": ancestral sampling (η = 1, the DDPM posterior
+        variance on the respaced chain). A conditional model draws labels uniformly unless `labels` (one
+        int or n ints) is given; `guidance` (default: the model's) is the classifier-free guidance scale.
+        `progress`: a tqdm bar (None: only on a terminal).
+        """
+        n, gen = self._check_n(n), self._generator(seed)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.schedule.timesteps:
+            raise ValueError(f"steps must be an integer in 1..{self.schedule.timesteps}, got {steps!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if guidance is not None and not self.num_classes:
+            raise ValueError("guidance was given, but this DDPM is unconditional (num_classes=None)")
+        guidance = self.guidance if guidance is None else self._check_guidance(float(guidance))
+        labels = self.check_labels(labels, n)
+        if labels is None and self.num_classes:
+            labels = torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
+        x = torch.randn(n, *self.image_shape, generator=gen, device=self.device)  # x_T
+        eta = 0.0 if sampler == "ddim" else 1.0
+        ts = self.timesteps(steps)
+        for i, t in enumerate(_progress(ts, progress, f"{sampler} sampling")):
+            x = self._step(x, t, ts[i + 1] if i + 1 < len(ts) else -1, labels, guidance, eta, gen)
+        return (x + 1) / 2
+
+    def _step(self, x: Tensor, t: int, t_prev: int, labels: Tensor | None, guidance: float, eta: float,
+              gen: torch.Generator | None) -> Tensor:
+        """x_t -> x_{t_prev} (DDIM eq. 12); t_prev = -1 means the final step to x_0."""
+        eps, x0 = self._eps_x0(x, torch.tensor(t, device=x.device), labels, guidance)
+        if t_prev < 0:
+            return x0
+        ab, ab_prev = self.alphas_cumprod[t], self.alphas_cumprod[t_prev]
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0:
+            x = x + sigma * torch.randn(x.shape, generator=gen, device=x.device)
+        return x
+
+
+def _progress(items: list[int], show: bool | None, desc: str):
+    """tqdm over `items`: always if `show`, never if False, on a terminal only if None."""
+    if show is False:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False, disable=None if show is None else False)

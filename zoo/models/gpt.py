@@ -1,0 +1,506 @@
+"""A small decoder-only transformer (GPT-2: Radford et al. 2019; nanoGPT's baby GPT) for text generation.
+
+The weights use GPT-2's exact names and layout (``transformer.h.0.attn.c_attn.weight`` is (in, out),
+the output head is tied to ``transformer.wte``), and config.json also carries GPT-2's fields, so a
+saved folder *is* a transformers checkpoint::
+
+    transformers.AutoModelForCausalLM.from_pretrained(folder)        # GPT2LMHeadModel, same logits
+    transformers.pipeline("text-generation", model=folder)           # no custom code
+
+The module itself is plain torch (``F.scaled_dot_product_attention``), so loading and sampling never
+import transformers. Generation has its own lean loop: a preallocated KV cache, one token per step,
+the exponential-race trick for sampling; it is several times faster than transformers' ``generate``
+on small models, where Python overhead per step dominates.
+
+**Context window**: a prompt may hold up to ``n_positions`` tokens (more is a ValueError). When
+prompt + generated text fill the window, generation slides: the cache is rebuilt from the last
+``n_positions // 2`` tokens and decoding goes on, so every token sees between ``n_positions // 2``
+and ``n_positions`` tokens of context (nanoGPT slides one token at a time, recomputing the window
+every step; this costs one short prefill per ``n_positions // 2`` tokens instead).
+
+Example::
+
+    gpt = zoo.load("gpt-shakespeare-char")
+    gpt.generate("ROMEO:", max_new_tokens=100, temperature=0.8, seed=0)   # the continuation, a str
+    gpt.generate(["ROMEO:", "JULIET:"], max_new_tokens=50, top_k=20)     # a list of str
+    for piece in gpt.stream("ROMEO:", max_new_tokens=100):                # text as it is produced
+        print(piece, end="")
+    gpt.sample(2, seed=0, prompt="ROMEO:")                                # prompt + continuation
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.models.base import GenerativeModel
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: ``x @ weight + bias`` with weight stored (in, out), as transformers stores it."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention; with a KV cache when decoding."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.c_attn = Conv1D(n_embd, 3 * n_embd)
+        self.c_proj = Conv1D(n_embd, n_embd)
+
+    def forward(self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None) -> Tensor:
+        """`cache`: (keys, values) buffers (B, H, n_positions, D) to fill with this window's keys and values
+        (generation's prefill); `mask`: (B, 1, T, T) booleans replacing the causal mask (left padding)."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).view(B, T, 3 * self.n_head, C // self.n_head).transpose(1, 2).chunk(3, dim=1)
+        if cache is not None:  # (B, H, T, D) each
+            cache[0][:, :, :T] = k
+            cache[1][:, :, :T] = v
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.c_fc = Conv1D(n_embd, 4 * n_embd)
+        self.c_proj = Conv1D(4 * n_embd, n_embd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x)))  # exact GELU: transformers' "gelu"
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, eps: float):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
+        self.attn = Attention(n_embd, n_head, dropout)
+        self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
+        self.mlp = MLP(n_embd)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None) -> Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x), cache, mask))
+        return x + self.drop(self.mlp(self.ln_2(x)))
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+class GPT(GenerativeModel):
+    """GPT-2-layout decoder-only transformer with its tokenizer; generates text.
+
+    Args:
+        vocab_size: tokens in the vocabulary. ``None`` in a recipe: the system takes it from the
+            datamodule's tokenizer before training (never typed twice); a GPT with ``None`` has no weights yet.
+        n_positions: the context window (block size), in tokens.
+        n_embd, n_layer, n_head: width, depth and attention heads (``n_embd % n_head == 0``).
+        dropout: on embeddings, attention output and MLP output while training.
+        layer_norm_epsilon: LayerNorm's epsilon.
+    """
+
+    family = "gpt"
+    #: the most tokens one generate/stream/sample call produces per text
+    max_new_tokens_cap = 10_000
+
+    def __init__(self, vocab_size: int | None = None, n_positions: int = 64, n_embd: int = 128, n_layer: int = 4,
+                 n_head: int = 4, dropout: float = 0.0, layer_norm_epsilon: float = 1e-5):
+        for name, value in [("n_positions", n_positions), ("n_embd", n_embd), ("n_layer", n_layer),
+                            ("n_head", n_head)] + ([("vocab_size", vocab_size)] if vocab_size is not None else []):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if n_embd % n_head:
+            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        super().__init__(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                         n_head=n_head, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon)
+        self.vocab_size, self.n_positions, self.n_embd, self.n_layer, self.n_head = (
+            vocab_size, n_positions, n_embd, n_layer, n_head)
+        self.tokenizer = None  # a tokenizers.Tokenizer; saved as tokenizer.json
+        if vocab_size is None:
+            return
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(vocab_size, n_embd),
+            wpe=nn.Embedding(n_positions, n_embd),
+            drop=nn.Dropout(dropout),
+            h=nn.ModuleList(Block(n_embd, n_head, dropout, layer_norm_epsilon) for _ in range(n_layer)),
+            ln_f=nn.LayerNorm(n_embd, eps=layer_norm_epsilon),
+        ))
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (Conv1D, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def with_vocab_size(self, vocab_size: int) -> "GPT":
+        """A fresh GPT with these hyperparameters and `vocab_size` (what a recipe's ``vocab_size: null`` becomes)."""
+        return type(self)(**{**self.init_args, "vocab_size": vocab_size})
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """Attach the tokenizer that maps text to this model's ids (sizes must agree)."""
+        if self.vocab_size is not None and tokenizer.get_vocab_size() != self.vocab_size:
+            raise ValueError(f"tokenizer has {tokenizer.get_vocab_size()} tokens but the model's vocab_size is "
+                             f"{self.vocab_size}")
+        self.tokenizer = tokenizer
+
+    # -- the network -------------------------------------------------------------------------
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Logits (B, T, vocab) of the next token at every position of `idx` (B, T), T <= n_positions."""
+        if self.vocab_size is None:
+            raise ValueError("this GPT has vocab_size=None (no weights yet); build it with with_vocab_size(n)")
+        T = idx.shape[1]
+        if T > self.n_positions:
+            raise ValueError(f"idx has {T} tokens, more than the context window n_positions={self.n_positions}")
+        tr = self.transformer
+        x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(T, device=idx.device)))  # (B, T, C)
+        for block in tr.h:
+            x = block(x)
+        return F.linear(tr.ln_f(x), tr.wte.weight)  # tied head: (B, T, vocab)
+
+    def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy (nats per token) of `targets` (B, T) given `idx` (B, T)."""
+        logits = self(idx)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    # -- text in, text out -------------------------------------------------------------------
+
+    def _tok(self):
+        if self.tokenizer is None:
+            raise ValueError("this GPT has no tokenizer; attach one with set_tokenizer or load a saved model")
+        return self.tokenizer
+
+    def encode(self, text: str, name: str = "prompt") -> list[int]:
+        """Token ids of `text`; the empty text is the start token (a newline)."""
+        from zoo.data.tokenizers import start_id
+
+        if not isinstance(text, str):
+            raise ValueError(f"{name} must be a str, got {type(text).__name__}")
+        ids = self._tok().encode(text).ids if text else [start_id(self._tok())]
+        if len(ids) > self.n_positions:
+            raise ValueError(f"{name} is {len(ids)} tokens long, more than the context window "
+                             f"n_positions={self.n_positions}; shorten it")
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tok().decode(list(ids), skip_special_tokens=False)
+
+    @torch.no_grad()
+    def log_prob(self, texts: str | Sequence[str]) -> Tensor:
+        """log p(text) in nats, (N,): the sum over tokens, each given the ones before it (the first given the
+        start token); a text longer than the window is scored in windows that slide by half a window."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            raise ValueError("texts must be a non-empty str or a non-empty list of non-empty str")
+        from zoo.data.tokenizers import start_id
+
+        out = []
+        for text in texts:
+            ids = torch.tensor([start_id(self._tok()), *self._tok().encode(text).ids], device=self.device)
+            out.append(self._sequence_log_prob(ids))
+        return torch.stack(out)
+
+    def _sequence_log_prob(self, ids: Tensor) -> Tensor:
+        total, scored, stride = ids.new_zeros((), dtype=torch.float), 1, max(1, self.n_positions // 2)
+        while scored < len(ids):  # score tokens [scored, end) with up to a window of context before them
+            end = min(len(ids), scored + (self.n_positions if scored == 1 else stride))
+            start = max(0, end - 1 - self.n_positions)
+            window = ids[start:end]  # the last token is only a target
+            logp = self(window[None, :-1]).log_softmax(-1)[0]  # (L, vocab)
+            targets = window[1:]
+            lp = logp.gather(1, targets[:, None])[:, 0]  # (L,)
+            total = total + lp[scored - start - 1:].sum()
+            scored = end
+        return total
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _check_generation(self, max_new_tokens: int, temperature: float, top_k: int | None,
+                          top_p: float | None) -> None:
+        cap = self.max_new_tokens_cap
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= cap:
+            raise ValueError(f"max_new_tokens must be an integer in 1..{cap}, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
+        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+            raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+
+    def _prompt_batch(self, prompts: str | Sequence[str]) -> tuple[list[list[int]], bool]:
+        single = isinstance(prompts, str)
+        prompts = [prompts] if single else list(prompts) if isinstance(prompts, (list, tuple)) else prompts
+        if not isinstance(prompts, list) or not prompts:
+            raise ValueError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
+        if len(prompts) > self.max_samples:
+            raise ValueError(f"prompts must hold at most {self.max_samples} texts, got {len(prompts)}")
+        return [self.encode(p, "prompts" if not single else "prompt") for p in prompts], single
+
+    @torch.inference_mode()
+    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                     top_k: int | None = None, top_p: float | None = None,
+                     seed: int | None = None) -> Iterator[Tensor]:
+        """Yield the next token of every prompt, (B,), `max_new_tokens` times. The core decode loop.
+
+        1. prefill: the (left-padded) prompts through the network once, filling the KV cache;
+        2. each step: pick a token from the last logits, feed it at the next position (``_step``);
+        3. when the window is full, rebuild the cache from the last half window (see the module docstring).
+        """
+        self._check_generation(max_new_tokens, temperature, top_k, top_p)
+        gen = self._generator(seed)
+        B, W, dev = len(prompts), self.n_positions, self.device
+        lengths = [len(p) for p in prompts]
+        T = max(lengths)
+        idx = torch.tensor([[0] * (T - n) + p for p, n in zip(prompts, lengths)], device=dev)  # (B, T)
+        dtype = self.transformer.wte.weight.dtype
+        kvs = [torch.empty(2, B, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
+               for _ in range(self.n_layer)]  # per layer: keys and values, (2, B, H, W, D)
+        pad = torch.tensor([T - n for n in lengths], device=dev) if min(lengths) < T else None
+        slides = T + max_new_tokens > W + 1  # keep the window's tokens only if it will fill up
+        if slides:
+            window = torch.zeros(B, W, dtype=idx.dtype, device=dev)  # (B, W) the tokens in the cache
+            window[:, :T] = idx
+        weights = self._decode_weights(temperature)
+        noise = _GumbelNoise(B, self.vocab_size, gen, dev, dtype) if temperature > 0 else None
+        logits, pos = self._prefill(idx, kvs, pad, temperature)
+        for step in range(max_new_tokens):
+            token = pick(logits, top_k, top_p, noise)  # (B,)
+            yield token
+            if step + 1 == max_new_tokens:
+                return
+            if pos == W:  # window full: rebuild the cache from the last half window (+ this token)
+                keep = max(1, W // 2)
+                kept = torch.cat([window[:, W + 1 - keep:], token[:, None]], 1)  # (B, keep)
+                window[:, :keep] = kept
+                if pad is not None:  # rows whose prompt padding is still inside the kept tokens
+                    pad = (pad - (W + 1 - keep)).clamp_(min=0)
+                    pad = pad if bool(pad.any()) else None
+                logits, pos = self._prefill(kept, kvs, pad, temperature)
+                continue
+            if slides:
+                window[:, pos] = token
+            logits = self._step(token, kvs, pos, pad, weights)
+            pos += 1
+
+    def _prefill(self, idx: Tensor, kvs: list[Tensor], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
+        """Run the prompt window through the blocks, filling the caches; logits of its last token, / temperature."""
+        tr, (B, T) = self.transformer, idx.shape
+        positions = torch.arange(T, device=idx.device).expand(B, T)
+        mask = None
+        if pad is not None:  # each row's first real token is position 0; padded keys are masked out
+            positions = (positions - pad[:, None]).clamp(min=0)
+            keys = torch.arange(T, device=idx.device)
+            mask = (keys[None, :] <= keys[:, None])[None, None] & (keys[None, :] >= pad[:, None])[:, None, None]
+            mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # (B, 1, T, T); pads see themselves
+        x = tr.wte(idx) + tr.wpe(positions)  # (B, T, C)
+        for block, kv in zip(tr.h, kvs):
+            x = block(x, (kv[0], kv[1]), mask)
+        logits = F.linear(tr.ln_f(x[:, -1]), tr.wte.weight)  # (B, vocab)
+        return (logits / temperature if temperature not in (0, 1) else logits), T
+
+    def _decode_weights(self, temperature: float) -> tuple:
+        """Plain tensors for ``_step`` (no module calls per token); the temperature is folded into ln_f."""
+        tr = self.transformer
+        layers = [(b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight,
+                   b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
+                   b.mlp.c_proj.weight, b.mlp.c_proj.bias) for b in tr.h]
+        scale = 1.0 / temperature if temperature not in (0, 1) else 1.0  # LN(x) * w/t + b/t = logits / t
+        return layers, tr.ln_f.weight * scale, tr.ln_f.bias * scale, tr.wte.weight, tr.wpe.weight
+
+    def _step(self, token: Tensor, kvs: list[Tensor], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
+        """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
+        few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny)."""
+        layers, lnf_w, lnf_b, wte, wpe = weights
+        B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["layer_norm_epsilon"]
+        D = C // H
+        if pad is None:
+            x = F.embedding(token, wte) + wpe[pos]  # (B, C)
+            mask = None
+        else:
+            x = F.embedding(token, wte) + F.embedding((pos - pad).clamp_(min=0), wpe)
+            mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
+        for (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), kv in zip(layers, kvs):
+            qkv = torch.addmm(ba, F.layer_norm(x, (C,), w1, b1, eps), wa).view(B, 3, H, 1, D)
+            kv[:, :, :, pos] = qkv[:, 1:, :, 0].transpose(0, 1)  # this token's keys and values
+            y = F.scaled_dot_product_attention(qkv[:, 0], kv[0, :, :, :pos + 1], kv[1, :, :, :pos + 1],
+                                               attn_mask=mask)  # (B, H, 1, D)
+            x = torch.addmm(x, y.view(B, C), wp).add_(bp)
+            h = F.gelu(torch.addmm(bf, F.layer_norm(x, (C,), w2, b2, eps), wf))  # (B, 4C)
+            x = torch.addmm(x, h, wm).add_(bm)
+        return F.linear(F.layer_norm(x, (C,), lnf_w, lnf_b, eps), wte)  # (B, vocab)
+
+    def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
+                 seed: int | None = None) -> str | list[str]:
+        """The continuation of each prompt (without the prompt): a str for a str, a list for a list.
+
+        temperature 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose
+        probability reaches p (nucleus). `stop`: a string (or several); each text ends before the first
+        occurrence. An empty prompt starts from the start token (a newline). Same seed, same text.
+        """
+        ids, single = self._prompt_batch(prompts)
+        stops = _check_stop(stop)
+        if not stops:
+            tokens = torch.stack(list(self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed)), 1)
+            texts = [self.decode(row) for row in tokens.tolist()]
+        else:
+            texts = [""] * len(ids)
+            for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, stops):
+                texts = [t + p for t, p in zip(texts, pieces)]
+        return texts[0] if single else texts
+
+    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, stop: str | Sequence[str] | None = None,
+               seed: int | None = None) -> Iterator[str]:
+        """Like ``generate`` for one prompt, yielding the text piece by piece as tokens are produced
+        (a piece may be empty while a multi-byte character is incomplete). ``"".join`` = ``generate``."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+        ids, _ = self._prompt_batch(prompt)
+        for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, _check_stop(stop)):
+            if pieces[0]:
+                yield pieces[0]
+
+    def _text_pieces(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stops) -> Iterator[list[str]]:
+        """New text per prompt at each step, cut at stop strings; ends early when every text has stopped."""
+        # Decode the whole continuation each step and emit what is new: exact for byte-level BPE, where a
+        # character may span tokens. Texts are short (<= max_new_tokens_cap), so this stays cheap.
+        generated = [[] for _ in ids]
+        emitted = [""] * len(ids)
+        done = [False] * len(ids)
+        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed):
+            pieces = []
+            for i, t in enumerate(token.tolist()):
+                if done[i]:
+                    pieces.append("")
+                    continue
+                generated[i].append(t)
+                text = self.decode(generated[i])
+                if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next byte
+                    pieces.append("")
+                    continue
+                cut = min((j for j in (text.find(s, max(0, len(emitted[i]) - len(s))) for s in stops) if j >= 0),
+                          default=-1)
+                if cut >= 0:
+                    text, done[i] = text[:cut], True
+                pieces.append(text[len(emitted[i]):])
+                emitted[i] = text
+            yield pieces
+            if all(done):
+                return
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None, prompt: str = "", max_new_tokens: int = 200,
+               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> list[str]:
+        """`n` texts, each the prompt followed by its sampled continuation (`genzoo sample --prompt`)."""
+        n = self._check_n(n)
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
+        texts = self.generate([prompt] * n, max_new_tokens, temperature, top_k, top_p, seed=seed)
+        return [prompt + t for t in texts]
+
+    # -- the Hub format: also a transformers GPT-2 checkpoint -----------------------------------
+
+    def derived_config(self) -> dict[str, Any]:
+        """GPT-2's config fields (transformers keeps genzoo's own keys as extra attributes)."""
+        from zoo.data.tokenizers import start_id
+
+        start = start_id(self.tokenizer) if self.tokenizer is not None else None
+        d = self.init_args["dropout"]
+        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": self.vocab_size,
+                "n_positions": self.n_positions, "n_embd": self.n_embd, "n_layer": self.n_layer,
+                "n_head": self.n_head, "n_inner": None, "activation_function": "gelu", "resid_pdrop": d,
+                "embd_pdrop": d, "attn_pdrop": d, "layer_norm_epsilon": self.init_args["layer_norm_epsilon"],
+                "initializer_range": 0.02, "scale_attn_weights": True, "tie_word_embeddings": True,
+                "bos_token_id": start, "eos_token_id": None, "pad_token_id": start, "dtype": "float32"}
+
+    def extra_files(self) -> dict[str, bytes]:
+        import json
+
+        from zoo.data.tokenizers import tokenizer_files
+
+        if self.tokenizer is None:
+            return {}
+        start = self.derived_config()["bos_token_id"]
+        generation = {"do_sample": True, "temperature": 1.0, "top_k": 0, "max_length": self.n_positions,
+                      "bos_token_id": start, "pad_token_id": start, "eos_token_id": None}
+        return {**tokenizer_files(self.tokenizer, self.n_positions),
+                "generation_config.json": (json.dumps(generation, indent=2) + "\n").encode()}
+
+    def load_extra_files(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        path = Path(folder) / "tokenizer.json"
+        if path.is_file():
+            self.set_tokenizer(Tokenizer.from_file(str(path)))
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+
+class _GumbelNoise:
+    """Gumbel noise for sampling, drawn `chunk` steps at a time: argmax(logits + G) with G = -log(Exp(1))
+    is a draw from softmax(logits) (the Gumbel-max trick), so a step samples with one add and one argmax.
+    Drawn in fixed chunks, a seeded run's first n tokens do not depend on max_new_tokens."""
+
+    def __init__(self, batch: int, vocab: int, gen: torch.Generator | None, device, dtype, chunk: int = 64):
+        self.shape, self.gen, self.device, self.dtype = (chunk, batch, vocab), gen, device, dtype
+        self.buffer, self.i = None, chunk
+
+    def next(self) -> Tensor:
+        if self.i == self.shape[0]:
+            self.buffer = torch.empty(self.shape, device=self.device, dtype=self.dtype)
+            self.buffer.exponential_(generator=self.gen).log_().neg_()  # (chunk, B, vocab)
+            self.i = 0
+        self.i += 1
+        return self.buffer[self.i - 1]
+
+
+def pick(logits: Tensor, top_k: int | None, top_p: float | None, noise: _GumbelNoise | None) -> Tensor:
+    """One token per row of `logits` (B, vocab), already divided by the temperature: greedy without
+    noise (temperature 0), else sampled among the `top_k` likeliest / the `top_p` nucleus."""
+    if noise is None:
+        return logits.argmax(-1)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1:
+        sorted_p, order = logits.softmax(-1).sort(-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # the tokens after the nucleus is full
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return (logits + noise.next()).argmax(-1)
+
+
+def _check_stop(stop: str | Sequence[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else list(stop) if isinstance(stop, (list, tuple)) else None
+    if stops is None or not all(isinstance(s, str) and s for s in stops):
+        raise ValueError(f"stop must be None, a non-empty str or a list of non-empty str, got {stop!r}")
+    return stops
