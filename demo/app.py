@@ -49,6 +49,7 @@ LIMITS = {
     "tokens": 500,  # new tokens per text request
     "prompt_chars": 2000,  # characters of a prompt
     "points": 5000,  # 2-D points of the Mixtures tab
+    "characters": 1000,  # characters sampled or decoded by the HMM
 }
 #: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
 CONCURRENCY, QUEUE_SIZE = 2, 64
@@ -420,18 +421,83 @@ def walk_tab() -> None:
                      api_name="latent_walk")
 
 
+# -- Sequences ---------------------------------------------------------------------------------
+
+
+def by_state(text: str, states: list[int]) -> list[tuple[str, str]]:
+    """(character, state) pairs for gr.HighlightedText: each character coloured by its hidden state."""
+    return [(c, f"state {s}") for c, s in zip(text, states)]
+
+
+@friendly
+def hmm_sample(name: str, length: float, seed: float):
+    """Characters sampled from the HMM, each coloured by the hidden state that emitted it."""
+    m = model(name)
+    length = as_int(length, "length", 1, LIMITS["characters"])
+    symbols, states = m.hmm.sample(1, length, seed=as_int(seed, "seed", 0, 2**31 - 1))  # (1, T), (1, T)
+    text = m.decode(symbols[0])
+    return by_state(text, states[0].tolist()), text
+
+
+@friendly
+def hmm_viterbi(name: str, text: str):
+    """The most likely state of each character of `text` (Viterbi), and log p(text) in nats."""
+    m = model(name)
+    if not isinstance(text, str) or not text:
+        raise ValueError("the text is empty: type a few characters to decode")
+    if len(text) > LIMITS["characters"]:
+        raise ValueError(f"the text has {len(text)} characters; at most {LIMITS['characters']}")
+    symbols = m.encode(text)  # (T,)
+    paths, joint = m.hmm.viterbi([symbols])  # (1, T), (1,)
+    total = m.log_prob(text).item()
+    summary = (f"log p(text) = {total:.2f} nats ({-total / len(text):.3f} nats per character); the Viterbi path "
+               f"has log p(text, states) = {joint.item():.2f} nats and visits {len(set(paths[0].tolist()))} states.")
+    return by_state(text, paths[0].tolist()), summary
+
+
+def sequences_tab() -> None:
+    names = models_of("hmm")
+    with gr.Tab("Sequences", id="sequences"):
+        name = tab_header(names, f"A hidden Markov model over characters: sample text, or type some and see the "
+                                 f"Viterbi path, each character coloured by its hidden state (at most "
+                                 f"{LIMITS['characters']} characters; only characters of the training text).")
+        with gr.Row():
+            with gr.Column(scale=1):
+                length = gr.Slider(1, LIMITS["characters"], value=200, step=1,
+                                   label=f"characters (max {LIMITS['characters']})")
+                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                sample = gr.Button("Sample", variant="primary", elem_id="sequences-sample")
+            with gr.Column(scale=2):
+                sampled = gr.HighlightedText(label="sample, coloured by state", combine_adjacent=True,
+                                             show_legend=False)
+                sampled_text = gr.Textbox(label="sample as text", lines=4, interactive=False)
+        with gr.Row():
+            with gr.Column(scale=1):
+                text = gr.Textbox("To be, or not to be, that is the question.", lines=3, label="text to decode")
+                decode = gr.Button("Viterbi decode", elem_id="sequences-viterbi")
+            with gr.Column(scale=2):
+                decoded = gr.HighlightedText(label="Viterbi states", combine_adjacent=True, show_legend=False)
+                summary = gr.Markdown()
+        sample.click(hmm_sample, [name, length, seed], [sampled, sampled_text], api_name="hmm_sample")
+        decode.click(hmm_viterbi, [name, text], [decoded, summary], api_name="viterbi")
+
+
 # -- Anomalies ---------------------------------------------------------------------------------
 
 
 def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
-    """Anomaly scores (higher = more unusual) of digits x (N, 1, 8, 8) under a density model.
+    """Anomaly scores -log p(x) (higher = more unusual) of digits x (N, 1, 8, 8) under a density model.
 
-    VAEs estimate log p(x) by importance sampling; the demo uses fewer samples (seeded) than
-    the model card so that a request takes a second, not a minute.
+    Stochastic estimates are seeded, so the same digits always get the same scores; VAEs estimate
+    log p(x) by importance sampling with fewer samples than the model card, so that a request takes
+    a second, not a minute.
     """
-    if "k" in inspect.signature(m.log_prob).parameters:
-        return (-m.log_prob(x, k=DEMO_IWAE_K, seed=0)).cpu().numpy()
-    return m.score(x).cpu().numpy()
+    accepted = inspect.signature(m.log_prob).parameters
+    options = {"k": DEMO_IWAE_K} if "k" in accepted else {}
+    if "seed" in accepted:
+        options["seed"] = 0
+    with torch.no_grad():
+        return (-m.log_prob(x, **options)).cpu().numpy()
 
 
 @functools.lru_cache(maxsize=None)
@@ -699,6 +765,62 @@ def mixtures_tab() -> None:
         button.click(mixtures, [data, csv_file, n, k, covariance, seed], [picture, bic, summary], api_name="mixtures")
 
 
+# -- Classifier --------------------------------------------------------------------------------
+
+
+@friendly
+def classify(name: str, sketch: Any, upload: str | None):
+    """Class probabilities of one drawn or uploaded digit under a generative classifier, and the digit as seen."""
+    m = model(name)
+    if upload:
+        x = uploaded_digit(upload)
+    else:
+        x = drawn_digit(sketch) if sketch is not None else None
+        if x is None:
+            raise ValueError("draw a digit (or upload one) first")
+    probs = m.predict_proba(x)[0]  # (classes,)
+    return make_grid(x, nrow=1, scale=16), {str(c): float(p) for c, p in enumerate(probs.tolist())}
+
+
+@friendly
+def class_samples(name: str, label: str, n: float, seed: float):
+    """`n` digits of one class, drawn from the classifier's own p(x | y)."""
+    m = model(name)
+    chosen = as_label(label, m)
+    if chosen is None:
+        raise ValueError("choose a class to sample")
+    n = as_int(n, "number of samples", 1, LIMITS["images"])
+    images = m.sample(n, seed=as_int(seed, "seed", 0, 2**31 - 1), labels=chosen)
+    return make_grid(images, nrow=min(n, 8), scale=6)
+
+
+def classifier_tab() -> None:
+    names = models_of("nb")
+    with gr.Tab("Classifier", id="classifier"):
+        name = tab_header(names, f"A generative classifier: p(y | x) by Bayes' rule from p(x | y) p(y). Draw a digit "
+                                 f"or upload one (square grayscale, side a multiple of 8, at most {LIMITS['upload']}); "
+                                 f"or sample up to {LIMITS['images']} digits of a class from p(x | y).")
+        with gr.Row():
+            with gr.Column(scale=1):
+                sketch = gr.Sketchpad(label="draw a digit", canvas_size=(256, 256), type="numpy")
+                upload = gr.Image(type="filepath", image_mode=None, label="or upload a digit", sources=["upload"])
+                button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
+            with gr.Column(scale=1):
+                seen = gr.Image(type="pil", format="png", label="the digit as the model sees it (8x8)",
+                                interactive=False)
+                probabilities = gr.Label(num_top_classes=10, label="class probabilities", elem_id="classifier-label")
+        with gr.Row():
+            with gr.Column(scale=1):
+                label = gr.Dropdown([str(c) for c in range(10)], value="3", label="class")
+                n = gr.Slider(1, LIMITS["images"], value=16, step=1, label=f"samples (max {LIMITS['images']})")
+                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                sample = gr.Button("Sample this class", elem_id="classifier-sample")
+            with gr.Column(scale=1):
+                samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False)
+        button.click(classify, [name, sketch, upload], [seen, probabilities], api_name="classify")
+        sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
@@ -707,7 +829,9 @@ TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
     (lambda: models_of(*WALK_FAMILIES), walk_tab),
     (lambda: models_of("gpt"), text_tab),
     (lambda: find_spec("zoo.layers.mixture") is not None, mixtures_tab),
+    (lambda: models_of("hmm"), sequences_tab),
     (lambda: models_of(*DENSITY_FAMILIES), anomalies_tab),
+    (lambda: models_of("nb"), classifier_tab),
 ]
 
 

@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 
 from zoo.registry import create, list_models, load, model_info  # noqa: E402
 
-_LAZY = {"VAE": "zoo.models.vae", "GPT": "zoo.models.gpt", "GMM": "zoo.models.gmm", "NaiveBayes": "zoo.models.naive_bayes",
+_LAZY = {"VAE": "zoo.models.vae", "GPT": "zoo.models.gpt", "GMM": "zoo.models.gmm",
+         "HMM": "zoo.models.hmm", "NaiveBayes": "zoo.models.naive_bayes",
          "GenerativeModel": "zoo.models.base", "CheckpointError": "zoo.hub"}
 
 __all__ = ["__version__", "create", "list_models", "load", "model_info", *_LAZY]

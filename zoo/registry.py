@@ -24,6 +24,7 @@ FAMILIES: dict[str, str] = {
     "vae": "zoo.models.vae:VAE",
     "gpt": "zoo.models.gpt:GPT",
     "gmm": "zoo.models.gmm:GMM",
+    "hmm": "zoo.models.hmm:HMM",
     "nb": "zoo.models.naive_bayes:NaiveBayes",
     "classifier": "zoo.models.classifier:DigitsClassifier",  # the image metrics' feature extractor
     "diffusion": "zoo.models.diffusion:DDPM",
@@ -35,6 +36,7 @@ SYSTEMS: dict[str, str] = {
     "vae": "zoo.systems.vae:VAESystem",
     "gpt": "zoo.systems.gpt:GPTSystem",
     "gmm": "zoo.systems.gmm:GMMSystem",
+    "hmm": "zoo.systems.hmm:HMMSystem",
     "nb": "zoo.systems.naive_bayes:NaiveBayesSystem",
     "classifier": "zoo.systems.classifier:ClassifierSystem",
     "diffusion": "zoo.systems.diffusion:DiffusionSystem",

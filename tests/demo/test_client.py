@@ -214,3 +214,10 @@ def test_anomalies_scores_a_drawing(client, tmp_path):
     grid, table, _ = client.predict("vae-digits", None, None, drawing, 5, api_name="/anomalies")
     assert len(table["data"]) == 1 and table["data"][0][2] < 100  # one digit, not stranger than every training one
     assert Image.open(grid).size == grid_size(1, 1, 8)
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_text("1.0,2.0\n" * 150_000)  # 1.2 MB > the 1 MB cap
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
+        client.predict("blobs", handle_file(str(big)), 600, 2, "full", 0, api_name="/mixtures")

@@ -1,8 +1,10 @@
 """Plain torch probabilistic building blocks (no Lightning)."""
 
+from zoo.layers.hmm import HiddenMarkovModel
 from zoo.layers.mixture import GaussianMixture
 from zoo.layers.naive_bayes import (BaseNaiveBayes, BernoulliNaiveBayes, CategoricalNaiveBayes, GaussianNaiveBayes,
                                     MultinomialNaiveBayes)
 
-__all__ = ["GaussianMixture", "BaseNaiveBayes", "GaussianNaiveBayes", "MultinomialNaiveBayes", "BernoulliNaiveBayes",
+__all__ = ["GaussianMixture", "HiddenMarkovModel", "BaseNaiveBayes",
+           "GaussianNaiveBayes", "MultinomialNaiveBayes", "BernoulliNaiveBayes",
            "CategoricalNaiveBayes"]

@@ -544,14 +544,20 @@ class HiddenMarkovModel(nn.Module):
     @staticmethod
     def _time_major(log_e: Tensor, batch: _Batch) -> Tensor:
         """(K, T*B) -> (T, B, K), the layout of the recursions."""
-        return log_e.T.reshape(batch.T, batch.B, -1)
+        return log_e.T.contiguous().view(batch.T, batch.B, -1)
 
     @staticmethod
     def _scaled_emissions(log_e: Tensor, batch: _Batch) -> tuple[Tensor, Tensor]:
-        """exp(log e - max_k log e) (T, B, K) in [0, 1] and the shift (T, B): the loop never sees a log."""
+        """exp(log e - max_k log e) (T, B, K) in [0, 1] and the shift (T, B): the loop never sees a log.
+
+        Shifted log-probabilities are floored at log(smallest normal number): below it exp returns
+        denormals, which are 30x slower in every later product and carry no precision anyway.
+        """
         shift = log_e.amax(0).detach()  # (T*B,)
-        e = torch.exp(log_e - shift) if torch.is_grad_enabled() else (log_e - shift).exp_()
-        return e.T.reshape(batch.T, batch.B, -1), shift.view(batch.T, batch.B)
+        floor = math.log(torch.finfo(log_e.dtype).tiny) + 1
+        e = torch.exp((log_e - shift).clamp_min(floor)) if torch.is_grad_enabled() else \
+            (log_e - shift).clamp_min_(floor).exp_()
+        return e.T.contiguous().view(batch.T, batch.B, -1), shift.view(batch.T, batch.B)
 
     # -- forward algorithm: log_prob -----------------------------------------------------------
 
@@ -600,12 +606,13 @@ class HiddenMarkovModel(nn.Module):
         T, B, K = e.shape
         alpha, beta, w = torch.zeros_like(e), torch.ones_like(e), torch.zeros_like(e)
         norm = e.new_ones(T, B, 1)  # the scaling factors c_t; 1 on padding
+        norms, es = norm.unbind(0), e.unbind(0)  # per-step views, made once
         with _one_thread(B, K):
-            _forward_buffers(alpha.unbind(0), norm.unbind(0), e.unbind(0), self.startprob, trans, n_active)
-            _backward_buffers(beta.unbind(0), w.unbind(0), norm.unbind(0), e.unbind(0), trans, n_active)
+            _forward_buffers(alpha.unbind(0), norms, es, self.startprob, trans, n_active)
+            _backward_buffers(beta.unbind(0), w.unbind(0), norms, es, trans, n_active)
         ll = (torch.log(norm.squeeze(-1)).double() + shift.double() * batch.mask).sum(0).to(e.dtype)  # (B,)
-        gamma = alpha * beta * batch.mask[..., None]  # (T, B, K), eq. 27
         xi = trans * (alpha[:-1].reshape(-1, K).T @ w[1:].reshape(-1, K)) if T > 1 else trans.new_zeros(K, K)
+        gamma = alpha.mul_(beta)  # (T, B, K), eq. 27; zero on padding, where alpha is
         bad = ~torch.isfinite(ll)
         if bad.any():
             gamma, xi, ll = self._log_domain_repair(self._time_major(log_e, batch), batch, bad, gamma, xi, ll)
@@ -667,12 +674,15 @@ class HiddenMarkovModel(nn.Module):
         T, B, K = log_e.shape
         if T == 0:
             return torch.full((B, 0), -1, dtype=torch.long), log_e.new_zeros(B)
-        delta = F.log_softmax(self.start_logits, 0) + log_e[0]  # (B, K)
-        back = torch.zeros(T, B, K, dtype=torch.long, device=log_e.device)  # back-pointers psi_t (eq. 33b)
+        delta = torch.empty_like(log_e)  # delta_t(j), eq. 32-33a; back-pointers are recomputed when backtracking
+        torch.add(F.log_softmax(self.start_logits, 0), log_e[0], out=delta[0])
         with _one_thread(B, K):
-            _viterbi_forward(delta, back.unbind(0), log_e.unbind(0), log_trans.T.contiguous(), batch.n_active)
-        score, last = delta.max(1)
-        paths = _backtrack(back.cpu().numpy(), last.cpu().numpy(), batch.n_active)
+            _viterbi_forward(delta.unbind(0), log_e.unbind(0), log_trans, batch.n_active)
+        last = (batch.lengths - 1).clamp_min(0)
+        ends = delta[last, torch.arange(B, device=delta.device)]  # (B, K): each row at its last step
+        final = ends.argmax(1)  # the first maximum, as hmmlearn
+        score = ends.gather(1, final[:, None]).squeeze(1)
+        paths = _backtrack(delta.cpu().numpy(), log_trans.detach().cpu().numpy(), final.cpu().numpy(), batch.n_active)
         paths = torch.from_numpy(paths).to(log_e.device)  # (T, B)
         empty = batch.lengths == 0
         score = torch.where(empty, torch.zeros_like(score), score)
@@ -889,32 +899,35 @@ def _backward_buffers(b: Sequence[Tensor], w: Sequence[Tensor], c: Sequence[Tens
         torch.mm(wt, trans_t, out=b[t - 1] if n == B else b[t - 1][:n])
 
 
-def _viterbi_forward(delta: Tensor, back: Sequence[Tensor], log_e: Sequence[Tensor], log_trans_t: Tensor,
+def _viterbi_forward(delta: Sequence[Tensor], log_e: Sequence[Tensor], log_trans: Tensor,
                      n_active: Sequence[int]) -> None:
-    """delta_t(j) = max_i delta_{t-1}(i) + log A_ij + log e_t(j) (eq. 33a), in place; a sequence that ended
-    keeps its final delta (rows past n_active[t] are not touched)."""
-    B = len(delta)
-    best = torch.empty_like(delta)
-    for t in range(1, len(back)):
+    """delta_t(j) = max_i delta_{t-1}(i) + log A_ij + log e_t(j) (eq. 33a), written into delta[t] (B, K).
+
+    The scores are laid out (K_from, n, K_to) so the max over predecessors is an elementwise max of
+    K slabs (a max over a short last dimension, with indices, is ~50x slower on CPU)."""
+    B = len(delta[0])
+    for t in range(1, len(delta)):
         n = n_active[t]
         if n == 0:
             break
-        d, bv, bt = (delta, best, back[t]) if n == B else (delta[:n], best[:n], back[t][:n])
-        torch.max(d[:, None, :] + log_trans_t, 2, out=(bv, bt))  # (n, K_to, K_from) -> (n, K_to)
-        torch.add(bv, log_e[t] if n == B else log_e[t][:n], out=d)
+        prev, cur = (delta[t - 1], delta[t]) if n == B else (delta[t - 1][:n], delta[t][:n])
+        scores = prev.T.contiguous()[:, :, None] + log_trans[:, None, :]  # (K, n, K), contiguous in this order
+        torch.amax(scores, 0, out=cur)
+        cur.add_(log_e[t] if n == B else log_e[t][:n])
 
 
-def _backtrack(back: np.ndarray, last: np.ndarray, n_active: Sequence[int]) -> np.ndarray:
-    """Follow back-pointers (T, B, K) from each sequence's best final state; -1 on padding. (T, B)."""
-    T, B, _ = back.shape
+def _backtrack(delta: np.ndarray, log_trans: np.ndarray, final: np.ndarray, n_active: Sequence[int]) -> np.ndarray:
+    """Best paths (T, B), -1 on padding: z_T = the best final state, z_{t-1} = argmax_i delta_{t-1}(i) + log A_{i z_t}
+    (eq. 34-35), the same sums as the forward max, so the same choice; ties go to the lowest state, as in hmmlearn."""
+    T, B, _ = delta.shape
     paths = np.full((T, B), -1, dtype=np.int64)
-    cur = last.copy()
-    rows = np.arange(B)
+    cur = final.copy()
+    into = np.ascontiguousarray(log_trans.T)  # into[j] = log A[:, j]
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         if n == 0:
             continue
         paths[t, :n] = cur[:n]
         if t > 0:
-            cur[:n] = back[t, rows[:n], cur[:n]]
+            cur[:n] = np.argmax(delta[t - 1, :n] + into[cur[:n]], axis=1)
     return paths

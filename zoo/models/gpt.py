@@ -279,8 +279,8 @@ class GPT(GenerativeModel):
         T = max(lengths)
         idx = torch.tensor([[0] * (T - n) + p for p, n in zip(prompts, lengths)], device=dev)  # (B, T)
         dtype = self.transformer.wte.weight.dtype
-        kvs = [torch.empty(2, B, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
-               for _ in range(self.n_layer)]  # per layer: keys and values, (2, B, H, W, D)
+        kvs = [torch.empty(B, 2, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
+               for _ in range(self.n_layer)]  # per layer: keys and values, (B, 2, H, W, D)
         pad = torch.tensor([T - n for n in lengths], device=dev) if min(lengths) < T else None
         slides = T + max_new_tokens > W + 1  # keep the window's tokens only if it will fill up
         if slides:
@@ -320,7 +320,7 @@ class GPT(GenerativeModel):
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # (B, 1, T, T); pads see themselves
         x = tr.wte(idx) + tr.wpe(positions)  # (B, T, C)
         for block, kv in zip(tr.h, kvs):
-            x = block(x, (kv[0], kv[1]), mask)
+            x = block(x, (kv[:, 0], kv[:, 1]), mask)
         logits = F.linear(tr.ln_f(x[:, -1]), tr.wte.weight)  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
@@ -331,12 +331,12 @@ class GPT(GenerativeModel):
                    b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
                    b.mlp.c_proj.weight, b.mlp.c_proj.bias) for b in tr.h]
         scale = 1.0 / temperature if temperature not in (0, 1) else 1.0  # LN(x) * w/t + b/t = logits / t
-        return layers, tr.ln_f.weight * scale, tr.ln_f.bias * scale, tr.wte.weight, tr.wpe.weight
+        return layers, tr.ln_f.weight * scale, tr.ln_f.bias * scale, tr.wte.weight, tr.wpe.weight, tr.wte.weight.t().contiguous()
 
     def _step(self, token: Tensor, kvs: list[Tensor], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
         """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
         few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny)."""
-        layers, lnf_w, lnf_b, wte, wpe = weights
+        layers, lnf_w, lnf_b, wte, wpe, head = weights
         B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["layer_norm_epsilon"]
         D = C // H
         if pad is None:
@@ -347,13 +347,13 @@ class GPT(GenerativeModel):
             mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
         for (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), kv in zip(layers, kvs):
             qkv = torch.addmm(ba, F.layer_norm(x, (C,), w1, b1, eps), wa).view(B, 3, H, 1, D)
-            kv[:, :, :, pos] = qkv[:, 1:, :, 0].transpose(0, 1)  # this token's keys and values
-            y = F.scaled_dot_product_attention(qkv[:, 0], kv[0, :, :, :pos + 1], kv[1, :, :, :pos + 1],
+            kv[:, :, :, pos:pos + 1] = qkv[:, 1:]  # this token's keys and values
+            y = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0, :, :pos + 1], kv[:, 1, :, :pos + 1],
                                                attn_mask=mask)  # (B, H, 1, D)
             x = torch.addmm(x, y.view(B, C), wp).add_(bp)
             h = F.gelu(torch.addmm(bf, F.layer_norm(x, (C,), w2, b2, eps), wf))  # (B, 4C)
             x = torch.addmm(x, h, wm).add_(bm)
-        return F.linear(F.layer_norm(x, (C,), lnf_w, lnf_b, eps), wte)  # (B, vocab)
+        return torch.mm(F.layer_norm(x, (C,), lnf_w, lnf_b, eps), head)  # (B, vocab)
 
     def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,

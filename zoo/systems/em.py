@@ -60,7 +60,8 @@ class EMSystem(GenerativeSystem):
             raise ValueError("net is required: the model to train by EM (with init_from, any net of its class)")
         super().__init__(net, init_from)
         self.automatic_optimization = False  # EM has no optimiser: the M-step sets parameters in closed form
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net"])  # records the arguments of the outermost subclass
+        self.init_samples, self.init_from = init_samples, init_from
         self._stats: dict[str, Tensor] | None = None
         self._seen = 0  # real samples this rank has passed to the E-step this epoch
 
@@ -78,8 +79,8 @@ class EMSystem(GenerativeSystem):
 
     def on_train_start(self) -> None:
         resuming = self.trainer.ckpt_path is not None
-        if self.hparams.init_samples and not self.hparams.init_from and not resuming:
-            self.net.initialize(*self._init_inputs(self._first_samples(self.hparams.init_samples)))
+        if self.init_samples and not self.init_from and not resuming and hasattr(self.net, "initialize"):
+            self.net.initialize(*self._init_inputs(self._first_samples(self.init_samples)))
 
     def _first_samples(self, n: int) -> list[tuple]:
         """The `_inputs` of the first `n` training samples in dataset order: identical on every rank."""

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from zoo.models.classifier import DigitsClassifier
+from zoo.systems.classifier import random_shift
+
+
+def test_packaged_classifier_is_accurate_on_the_test_split(digits_test):
+    from zoo.metrics import digits_classifier
+
+    clf = digits_classifier()
+    x, y = digits_test
+    assert not clf.training and clf.num_features == 64
+    assert clf.features(x).shape == (270, 64) and clf(x).shape == (270, 10)
+    assert (clf.predict(x) == y).float().mean().item() == pytest.approx(0.985, abs=1e-3)  # the card's 98.5%
+
+
+def test_untrained_shapes_and_single_images():
+    clf = DigitsClassifier(hidden=4, num_features=6).eval()
+    assert clf.features(torch.rand(1, 8, 8)).shape == (1, 6) and clf.predict(torch.rand(3, 1, 8, 8)).shape == (3,)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c: c.features(torch.rand(2, 1, 7, 7)), r"x must have shape \(N, 1, 8, 8\)"),
+    (lambda c: c.features([[0.0]]), "x must be a torch.Tensor"),
+    (lambda c: c.sample(4), "a classifier, not a generator"),
+])
+def test_bad_input(call, message):
+    with pytest.raises((ValueError, NotImplementedError), match=message):
+        call(DigitsClassifier(hidden=4))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_features=1), "num_features must be an integer >= 2"),
+    (dict(dropout=1.0), "dropout must be in"),
+    (dict(image_size=7), "image_size must be even"),
+])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DigitsClassifier(**kwargs)
+
+
+def test_random_shift_moves_pixels_without_changing_them():
+    x = torch.zeros(50, 1, 8, 8)
+    x[:, 0, 3:5, 3:5] = 1.0  # a square away from the borders
+    torch.manual_seed(0)
+    shifted = random_shift(x, 1)
+    assert torch.equal(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing falls off
+    offsets = {tuple((s[0].nonzero().min(0).values - 3).tolist()) for s in shifted}
+    assert offsets == {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}

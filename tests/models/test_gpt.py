@@ -1,0 +1,180 @@
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.data.tokenizers import char_tokenizer
+from zoo.models.gpt import GPT, _GumbelNoise, pick
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 4
+
+
+@pytest.fixture
+def gpt():
+    torch.manual_seed(0)
+    model = GPT(vocab_size=len(set(TEXT)) + 1, n_positions=16, n_embd=32, n_layer=2, n_head=2).eval()
+    model.set_tokenizer(char_tokenizer(TEXT))
+    return model
+
+
+@pytest.fixture
+def folder(gpt, tmp_path):
+    gpt.save_pretrained(tmp_path / "gpt")
+    return tmp_path / "gpt"
+
+
+def greedy_reference(model: GPT, ids: list[int], n: int) -> list[int]:
+    """The documented context rule without a cache: recompute the window every token; when it is full,
+    keep the last n_positions // 2 tokens and go on."""
+    window, out = list(ids), []
+    for _ in range(n):
+        if len(window) > model.n_positions:
+            window = window[-(model.n_positions // 2):]
+        token = model(torch.tensor([window]))[0, -1].argmax().item()
+        out.append(token)
+        window.append(token)
+    return out
+
+
+def test_forward_shapes_and_initial_loss(gpt):
+    x = torch.randint(0, gpt.vocab_size, (3, 16))
+    assert gpt(x).shape == (3, 16, gpt.vocab_size)
+    y = torch.randint(0, gpt.vocab_size, (3, 16))
+    assert gpt.loss(x, y).item() == pytest.approx(math.log(gpt.vocab_size), abs=0.1)  # near uniform at init
+    with pytest.raises(ValueError, match="more than the context window n_positions=16"):
+        gpt(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_transformers_loads_the_folder_with_identical_logits(gpt, folder):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+    hf = AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(hf) is GPT2LMHeadModel
+    x = torch.randint(0, gpt.vocab_size, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(hf(x).logits, gpt(x), atol=1e-5, rtol=0)
+    tok = AutoTokenizer.from_pretrained(folder)
+    text = "Speak, all!\n  me"
+    assert tok(text).input_ids == gpt.encode(text)
+    assert tok.decode(tok(text).input_ids) == text == gpt.decode(gpt.encode(text))
+
+
+def test_transformers_pipeline_generates_offline(folder):
+    from transformers import pipeline
+
+    out = pipeline("text-generation", model=str(folder))("Speak", max_new_tokens=8, do_sample=False)
+    assert out[0]["generated_text"].startswith("Speak") and len(out[0]["generated_text"]) > len("Speak")
+
+
+def test_kv_cache_and_sliding_window_match_recomputation(gpt):
+    ids = gpt.encode("Speak")
+    for n in (5, 40):  # within the window, then sliding twice
+        assert gpt.generate("Speak", max_new_tokens=n, temperature=0) == gpt.decode(greedy_reference(gpt, ids, n))
+
+
+def test_uneven_batches_equal_single_prompts(gpt):
+    prompts = ["First Citizen:", "Sp", ""]
+    batch = gpt.generate(prompts, max_new_tokens=30, temperature=0)
+    assert batch == [gpt.generate(p, max_new_tokens=30, temperature=0) for p in prompts]
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(gpt):
+    a = gpt.generate("Sp", max_new_tokens=20, seed=1)
+    assert a == gpt.generate("Sp", max_new_tokens=20, seed=1) != gpt.generate("Sp", max_new_tokens=20, seed=2)
+    greedy = gpt.generate("Sp", max_new_tokens=20, temperature=0)
+    assert gpt.generate("Sp", max_new_tokens=20, top_k=1, seed=3) == greedy
+    assert gpt.generate("Sp", max_new_tokens=20, top_p=1e-6, seed=3) == greedy
+    assert gpt.sample(2, seed=0, prompt="Sp", max_new_tokens=5) == ["Sp" + t for t in gpt.generate(["Sp"] * 2, 5, seed=0)]
+
+
+def test_gumbel_sampling_follows_softmax_with_top_k_and_top_p():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).expand(20000, 4)
+    gen = torch.Generator().manual_seed(0)
+    freq = lambda t: torch.bincount(t, minlength=4).float() / len(t)  # noqa: E731
+    noise = _GumbelNoise(20000, 4, gen, "cpu", torch.float32)
+    assert torch.allclose(freq(pick(logits, None, None, noise)), logits[0].softmax(0), atol=0.015)
+    assert torch.allclose(freq(pick(logits, 2, None, noise)), F.pad(logits[0, :2].softmax(0), (0, 2)), atol=0.015)
+    # top_p=0.8: p = [.64, .24, .09, .03] -> the nucleus is the first two tokens (0.88 >= 0.8)
+    assert torch.allclose(freq(pick(logits, None, 0.8, noise)), F.pad(logits[0, :2].softmax(0), (0, 2)), atol=0.015)
+
+
+def test_stop_strings_and_streaming(gpt):
+    full = gpt.generate("", max_new_tokens=40, seed=0)
+    cut = full[5:7]
+    stopped = gpt.generate("", max_new_tokens=40, seed=0, stop=[cut, "\x00"])
+    assert stopped == full[:full.find(cut)]
+    pieces = list(gpt.stream("", max_new_tokens=40, seed=0))
+    assert "".join(pieces) == full and len(pieces) > 1
+    assert "".join(gpt.stream("", max_new_tokens=40, seed=0, stop=cut)) == stopped
+
+
+def test_unseen_characters_become_unk(gpt):
+    ids = gpt.encode("Sp€ak")
+    assert ids[2] == gpt.vocab_size - 1 and gpt.decode(ids) == "Sp<unk>ak"
+    assert isinstance(gpt.generate("€", max_new_tokens=3, seed=0), str)
+
+
+def test_log_prob_is_the_sum_of_token_log_probabilities(gpt):
+    text = "Speak, speak."
+    ids = torch.tensor([gpt.encode("")[0], *gpt.encode(text)])
+    expected = gpt(ids[None, :-1]).log_softmax(-1)[0].gather(1, ids[1:, None]).sum()
+    assert gpt.log_prob(text).item() == pytest.approx(expected.item(), abs=1e-4)
+    long = TEXT[:60]  # longer than the window: scored in sliding windows, every token once
+    assert gpt.log_prob([text, long]).shape == (2,) and gpt.log_prob(long).item() < expected.item()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prompts="x" * 17), "prompt is 17 tokens long, more than the context window n_positions=16"),
+    (dict(max_new_tokens=0), "max_new_tokens must be an integer in 1..10000"),
+    (dict(max_new_tokens=10_001), "max_new_tokens must be an integer in 1..10000"),
+    (dict(top_p=0.0), r"top_p must be None or a number in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p must be None or a number in \(0, 1\]"),
+    (dict(temperature=-0.5), "temperature must be a number >= 0"),
+    (dict(top_k=0), "top_k must be None or an integer >= 1"),
+    (dict(stop=""), "stop must be None, a non-empty str"),
+    (dict(prompts=[]), "prompts must be a str or a non-empty list of str"),
+    (dict(prompts=[1]), "prompts must be a str"),
+    (dict(seed="a"), "seed must be an integer"),
+])
+def test_bad_generation_input_names_the_argument(gpt, kwargs, match):
+    kwargs = {"prompts": "Sp", "max_new_tokens": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        gpt.generate(**kwargs)
+
+
+def test_bad_init_arguments():
+    with pytest.raises(ValueError, match="n_embd \\(30\\) must be divisible by n_head \\(4\\)"):
+        GPT(vocab_size=10, n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
+        GPT(vocab_size=0)
+    with pytest.raises(ValueError, match="tokenizer has 30 tokens but the model's vocab_size is 10"):
+        GPT(vocab_size=10).set_tokenizer(char_tokenizer("abcdefghijklmnopqrstuvwxyz.,;"))
+    with pytest.raises(ValueError, match="no tokenizer"):
+        GPT(vocab_size=10).generate("a")
+
+
+def test_round_trip_keeps_weights_tokenizer_and_transformers_fields(gpt, folder):
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "generation_config.json",
+                                                        "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["architecture"], config["family"], config["model_type"]) == ("GPT", "gpt", "gpt2")
+    assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_positions"] == 16
+    loaded = zoo.load(str(folder))
+    assert isinstance(loaded, GPT) and loaded.extra_config == gpt.extra_config == {}
+    assert loaded.generate("Sp", max_new_tokens=30, seed=4) == gpt.generate("Sp", max_new_tokens=30, seed=4)
+    loaded.save_pretrained(folder.parent / "again")
+    assert all((folder / n).read_bytes() == (folder.parent / "again" / n).read_bytes() for n in
+               ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+
+
+def test_loading_and_generating_stay_light(folder):
+    import subprocess
+    import sys
+
+    code = (f"import sys, zoo; zoo.load({str(folder)!r}).generate('Sp', max_new_tokens=5, seed=0); "
+            "print(','.join(m for m in ('lightning', 'transformers', 'gradio', 'torchvision', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

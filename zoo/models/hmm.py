@@ -1,0 +1,120 @@
+"""Hidden Markov models as a genzoo family: the layer of zoo.layers.hmm with the zoo's API and save format.
+
+The ``HMM`` model wraps a ``HiddenMarkovModel`` (the algorithms live there, in plain torch) and
+adds what a pretrained model needs: a config (its init arguments), ``sample(n, seed=...)`` and, for
+text, a character vocabulary, so a model trained on characters reads and writes strings.
+
+Example::
+
+    hmm = zoo.load("hmm-shakespeare-char")
+    hmm.sample(2, seed=0, length=80)          # two strings of 80 characters
+    hmm.log_prob(["To be, or not to be"])     # (1,) nats
+    hmm.nll_per_char("To be, or not to be")   # nats per character
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoo.layers.hmm import HiddenMarkovModel
+from zoo.models.base import GenerativeModel
+
+
+class HMM(GenerativeModel):
+    """A hidden Markov model; with `vocab` a categorical HMM over those characters (strings in and out).
+
+    Args:
+        n_states: hidden states K.
+        emission: "gaussian", "categorical" or "gmm" (see HiddenMarkovModel).
+        n_features, covariance_type, n_mix, reg_covar: Gaussian / mixture emissions.
+        n_symbols: alphabet size of categorical emissions (taken from `vocab` when given).
+        vocab: the characters, symbol i = vocab[i]; text models only.
+    """
+
+    family = "hmm"
+
+    def __init__(self, n_states: int = 16, emission: str = "categorical", n_features: int | None = None,
+                 n_symbols: int | None = None, covariance_type: str = "diag", n_mix: int = 1,
+                 reg_covar: float = 1e-6, vocab: str | None = None):
+        if vocab is not None:
+            if not isinstance(vocab, str) or len(set(vocab)) != len(vocab) or len(vocab) < 1:
+                raise ValueError("vocab must be a string of distinct characters")
+            if emission != "categorical" or n_symbols not in (None, len(vocab)):
+                raise ValueError(f"vocab needs emission='categorical' and n_symbols=None or {len(vocab)}, "
+                                 f"got {emission!r} and {n_symbols!r}")
+            n_symbols = len(vocab)
+        super().__init__(n_states=n_states, emission=emission, n_features=n_features, n_symbols=n_symbols,
+                         covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar, vocab=vocab)
+        self.hmm = HiddenMarkovModel(n_states, emission, n_features=n_features, n_symbols=n_symbols,
+                                     covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar)
+        self.vocab = vocab
+        self._index = {c: i for i, c in enumerate(vocab)} if vocab else {}
+
+    # -- text ------------------------------------------------------------------------------------
+
+    def set_vocab(self, vocab: str) -> None:
+        """Attach a datamodule's vocabulary (its size must be n_symbols): recorded in the config."""
+        if self.hmm.emission_type != "categorical" or len(vocab) != self.hmm.n_symbols:
+            raise ValueError(f"the data's vocabulary has {len(vocab)} characters, but this HMM emits "
+                             f"{self.hmm.n_symbols} symbols ({self.hmm.emission_type}); set n_symbols to {len(vocab)}")
+        self.vocab, self._index = vocab, {c: i for i, c in enumerate(vocab)}
+        self.init_args["vocab"] = vocab
+
+    def encode(self, text: str) -> Tensor:
+        """A string -> symbols (T,) long; characters outside the vocabulary are an error."""
+        if not self.vocab:
+            raise ValueError("this HMM has no vocabulary: pass symbol tensors, not strings")
+        unknown = sorted(set(text) - set(self._index))
+        if unknown:
+            raise ValueError(f"text holds characters outside the vocabulary: {''.join(unknown[:10])!r}")
+        return torch.tensor([self._index[c] for c in text], dtype=torch.long)
+
+    def decode(self, symbols: Tensor) -> str:
+        if not self.vocab:
+            raise ValueError("this HMM has no vocabulary to decode symbols with")
+        return "".join(self.vocab[i] for i in symbols.tolist())
+
+    def _sequences(self, x: Any) -> Any:
+        """Strings (or a list of strings) become lists of symbol tensors; anything else passes through."""
+        if isinstance(x, str):
+            x = [x]
+        if isinstance(x, (list, tuple)) and x and all(isinstance(s, str) for s in x):
+            return [self.encode(s) for s in x]
+        return x
+
+    # -- the generative API ----------------------------------------------------------------------
+
+    def log_prob(self, x: Any, lengths: Any = None) -> Tensor:
+        """log p(x) per sequence in nats: a padded batch (+ lengths), a list of sequences, or strings."""
+        return self.hmm.log_prob(self._sequences(x), lengths)
+
+    @torch.no_grad()
+    def nll_per_char(self, text: str) -> float:
+        """-log p(text) / len(text) in nats, the whole text as one sequence."""
+        return -self.log_prob(text).item() / max(len(text), 1)
+
+    def sample(self, n: int, *, seed: int | None = None, length: int = 200) -> Any:
+        """n sequences of `length` steps: strings when the model has a vocabulary, else observations
+        (n, length, D) (categorical: (n, length) symbols). States: ``self.hmm.sample``."""
+        self._check_n(n)
+        self._generator(seed)  # validates seed
+        x, _ = self.hmm.sample(n, length, seed=seed)
+        return [self.decode(row) for row in x] if self.vocab else x
+
+    # -- EM, for zoo.systems.em ------------------------------------------------------------------
+
+    def e_step(self, x: Any, lengths: Any = None) -> dict[str, Tensor]:
+        return self.hmm.e_step(x, lengths)
+
+    def m_step(self, stats: dict[str, Tensor]) -> None:
+        self.hmm.m_step(stats)
+
+    def initialize(self, x: Any, lengths: Any = None) -> None:
+        self.hmm.initialize(x, lengths)
+
+    @property
+    def n_parameters(self) -> int:
+        return self.hmm.n_parameters()
