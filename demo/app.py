@@ -59,7 +59,7 @@ DENSITY_FAMILIES = ("gmm", "vae")  # scored in the Anomalies tab
 #: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
 DEMO_IWAE_K = 32
 #: training digits scored for the reference distribution of the Anomalies tab
-REFERENCE_SIZE = 256
+REFERENCE_SIZE = 128
 
 _OUT = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))  # PNG / GIF downloads of this process
 

@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--run", type=Path, help="an existing run folder (skip training)")
     parser.add_argument("--train-time", help="training time to state when --run is given")
+    parser.add_argument("--threads", type=int, help="torch threads training used, to state when --run is given")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the packaged weights and the card's training rows; re-evaluate and rewrite the card")
     args = parser.parse_args()
@@ -277,7 +278,7 @@ def main() -> None:
 
     describe(args.name)  # an unknown name fails here, before any training
     target = ROOT / "zoo" / "pretrained" / args.name
-    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     hardware = f"{platform.machine()} CPU, {threads} thread(s) (torch {torch.__version__})"
     if args.card_only:
         old = target / hub.CARD_NAME

@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 
 from zoo.registry import create, list_models, load, model_info  # noqa: E402
 
-_LAZY = {"VAE": "zoo.models.vae", "GPT": "zoo.models.gpt", "GMM": "zoo.models.gmm",
+_LAZY = {"VAE": "zoo.models.vae", "GAN": "zoo.models.gan", "DDPM": "zoo.models.diffusion",
+         "DigitsClassifier": "zoo.models.classifier", "GPT": "zoo.models.gpt", "GMM": "zoo.models.gmm",
          "HMM": "zoo.models.hmm", "NaiveBayes": "zoo.models.naive_bayes",
          "GenerativeModel": "zoo.models.base", "CheckpointError": "zoo.hub"}
 

@@ -79,6 +79,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     num_classes = getattr(model, "num_classes", None)
     if args.prompt is not None:
         conditions["prompt"] = args.prompt
+    if args.max_new_tokens is not None:
+        conditions["max_new_tokens"] = args.max_new_tokens
     if args.label is not None:
         conditions["labels"] = args.label
     elif num_classes:  # one column per class
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file: a PNG grid for images (default samples.png); text models print "
                                  "their samples and also write them here if given")
     p.add_argument("--prompt", help="prompt for text models")
+    p.add_argument("--max-new-tokens", type=int, help="tokens to generate per text (text models; default 200)")
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
     p.set_defaults(func=cmd_sample)

@@ -86,6 +86,13 @@ PRETRAINED: dict[str, ModelInfo] = {
                   "iwae", "test IWAE log p(x), nats"),
         ModelInfo("cvae-digits", "vae", "digits", "Class-conditional VAE on 8x8 digits (sample any digit 0-9)",
                   "iwae", "test IWAE log p(x|y), nats"),
+        ModelInfo("gpt-shakespeare-char", "gpt", "tinyshakespeare",
+                  "nanoGPT's baby GPT (4 layers, 128 dims, 64-character context); loads in transformers",
+                  "loss", "val loss, nats/char"),
+        ModelInfo("gmm-digits", "gmm", "digits", "Gaussian mixture, 10 full-covariance components, dequantised pixels",
+                  "log_likelihood", "test log P(x), nats"),
+        ModelInfo("nb-digits", "nb", "digits", "Gaussian naive Bayes classifier of digits (samples any digit 0-9)",
+                  "accuracy", "test accuracy"),
     ]
 }
 

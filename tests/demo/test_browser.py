@@ -4,6 +4,7 @@ Set GENZOO_DEMO_SCREENSHOT=docs/demo.png to refresh the README's screenshot.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,11 @@ def test_generate_images_in_the_browser(page, tmp_path):
     shot = Path(os.environ.get("GENZOO_DEMO_SCREENSHOT") or tmp_path / "demo.png")
     page.screenshot(path=str(shot), full_page=False)
     assert Image.open(shot).size == (1280, 900)
+
+
+def test_generate_text_in_the_browser(page, tmp_path):
+    page.get_by_role("tab", name="Text").click()
+    page.locator("#text-generate").click()
+    output = page.locator("#text-output textarea")
+    expect(output).to_have_value(re.compile(r"[\s\S]{100,}"), timeout=30_000)  # the default asks 200 new tokens
+    page.screenshot(path=str(tmp_path / "text.png"))

@@ -1,7 +1,5 @@
 """Every demo endpoint through gradio_client against a real `genzoo demo` server (tests/demo/conftest.py)."""
 
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -53,7 +51,7 @@ def test_serves_quickly_with_every_available_tab(demo_server, client):
     url, startup = demo_server
     assert startup < 60  # the server is up before any model is loaded (they load on first use)
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/images", "/latent_walk", "/mixtures", "/anomalies"} <= endpoints
+    assert {"/images", "/latent_walk", "/text", "/mixtures", "/anomalies", "/classify", "/class_samples"} <= endpoints
 
 
 def test_model_cards_are_linked_and_served(demo_server):
@@ -198,10 +196,13 @@ def test_mixtures_bad_csv(client, tmp_path, rows, k, message):
         client.predict("blobs", handle_file(str(tmp_path / "points.csv")), 600, k, "full", 0, api_name="/mixtures")
 
 
-def test_cli_demo_help_says_localhost_by_default():
-    out = subprocess.run([sys.executable, "-m", "zoo.cli", "demo", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "default 127.0.0.1" in out.stdout and "--port" in out.stdout
-    assert "demo" in subprocess.run([sys.executable, "-m", "zoo.cli", "--help"], capture_output=True, text=True).stdout
+def test_cli_demo_help_says_localhost_by_default(capsys):
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "default 127.0.0.1" in out and "--port" in out and "--host" in out
 
 
 def test_anomalies_scores_a_drawing(client, tmp_path):
@@ -221,3 +222,55 @@ def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
     big.write_text("1.0,2.0\n" * 150_000)  # 1.2 MB > the 1 MB cap
     with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict("blobs", handle_file(str(big)), 600, 2, "full", 0, api_name="/mixtures")
+
+
+# -- Text --------------------------------------------------------------------------------------
+
+
+def test_text_streams_and_is_deterministic_per_seed(client):
+    job = client.submit("gpt-shakespeare-char", "ROMEO:", 40, 0.8, 0, 1.0, 0, api_name="/text")
+    updates = list(job)  # the text so far, after each new piece
+    final = job.result()
+    assert len(updates) > 1 and final and updates[-1] == final  # it streamed, then ended with the whole text
+    assert all(final.startswith(u) for u in updates)
+    assert client.predict("gpt-shakespeare-char", "ROMEO:", 40, 0.8, 0, 1.0, 0, api_name="/text") == final
+    other = client.predict("gpt-shakespeare-char", "ROMEO:", 40, 0.8, 0, 1.0, 1, api_name="/text")
+    assert other != final
+
+
+@pytest.mark.parametrize("args, message", [
+    (("gpt-shakespeare-char", "", 40, 0.8, 0, 1.0, 0), "the prompt is empty"),
+    (("gpt-shakespeare-char", "   ", 40, 0.8, 0, 1.0, 0), "the prompt is empty"),
+    (("gpt-shakespeare-char", "ROMEO:", 501, 0.8, 0, 1.0, 0), "Value 501 is greater than maximum value 500"),
+])
+def test_text_bad_input(client, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/text")
+
+
+# -- Classifier --------------------------------------------------------------------------------
+
+
+def test_classifier_reads_uploaded_digits(client, digit_files):
+    _, labels = digits_split("test")
+    seen, probabilities = client.predict("nb-digits", None, handle_file(digit_files["big"]), api_name="/classify")
+    assert Image.open(seen).size == grid_size(1, 1, 16)
+    confidences = {c["label"]: c["confidence"] for c in probabilities["confidences"]}
+    assert len(confidences) == 10 and sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
+    assert probabilities["label"] == str(labels[2].item())  # the 32x32 upload of test digit 2
+
+
+def test_classifier_samples_a_class_and_refuses_bad_input(client, digit_files):
+    grid = client.predict("nb-digits", "7", 16, 0, api_name="/class_samples")
+    assert Image.open(grid).size == grid_size(8, 2, 6)
+    with pytest.raises(AppError, match="draw a digit"):
+        client.predict("nb-digits", None, None, api_name="/classify")
+    with pytest.raises(AppError, match="must be a grayscale digit"):
+        client.predict("nb-digits", None, handle_file(digit_files["colour"]), api_name="/classify")
+
+
+def test_anomalies_under_the_gmm(client, digit_files):
+    _, table, _ = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")
+    assert table["data"][0][0] == 5  # the checkerboard is the most unusual under the mixture too
+    again = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")[1]
+    assert again["data"] == table["data"]  # seeded dequantisation: the same scores every time

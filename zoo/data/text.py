@@ -202,7 +202,12 @@ class TextDataModule(L.LightningDataModule):
             else:
                 from zoo.registry import load
 
-                self._tokenizer = load(spec).tokenizer
+                try:
+                    self._tokenizer = load(spec).tokenizer
+                except ValueError as e:
+                    raise ValueError(f"tokenizer must be one of {KINDS} or a model name/folder, got {spec!r} ({e})") from None
+                if self._tokenizer is None:
+                    raise ValueError(f"tokenizer={spec!r}: that model has no tokenizer")
         return self._tokenizer
 
     def set_tokenizer(self, tokenizer) -> None:

@@ -54,36 +54,39 @@ def _log_probs(p: Tensor) -> Tensor:
     return torch.log(p).clamp_min(LOG_ZERO)
 
 
-@contextmanager
-def _one_thread(n_sequences: int, n_states: int):
-    """Run on one intra-op thread when each time step is small (B*K*K < 2^20 numbers).
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (torch has a setter but no getter: probe it)."""
+    return bool((torch.tensor([1e-30], dtype=torch.float32) * 1e-10).item() == 0)
 
-    The recursions do one (B, K) x (K, K) product per step, far less work than handing it to a
-    second thread; on a busy machine each hand-off also waits for a core (measured 5-50x slower
-    with 2 threads than 1 on 2 shared cores). The caller's thread count is restored on exit.
+
+@contextmanager
+def _one_thread():
+    """Run the recursions on one intra-op thread with denormals flushed to zero; restore both on exit.
+
+    A time step is one (B, K) x (K, K) product and a few elementwise ops: latency-bound work that a
+    second thread slows down (each hand-off waits for a core; measured 2-10x slower with 2 threads
+    than 1 on 2 shared cores, for B*K*K from 4e3 to 1.6e7). Denormals: an alpha entry of ~1e-40
+    (an improbable state) makes every later product on it ~30x slower on x86 while carrying no
+    precision; flushed, it is 0. Both settings are the calling thread's and are restored on exit.
     """
-    threads = torch.get_num_threads()
-    if threads == 1 or n_sequences * n_states * n_states >= 1 << 20:
-        yield
-        return
-    torch.set_num_threads(1)
+    threads, flushing = torch.get_num_threads(), _flushing_denormals()
+    if threads > 1:
+        torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_flush_denormal(flushing)
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def _per_step(method):
-    """Decorator: run `method(self, x, ...)` under `_one_thread` for x's batch size."""
+    """Decorator: run a whole public method under `_one_thread` (its vectorised parts are small too)."""
     @functools.wraps(method)
-    def wrapper(self, x, *args, **kwargs):
-        categorical = self.emission_type == "categorical"
-        if isinstance(x, Tensor) and x.dim() == (2 if categorical else 3):
-            n = len(x)
-        else:
-            n = len(x) if isinstance(x, (list, tuple)) else 1
-        with _one_thread(n, self.n_states):
-            return method(self, x, *args, **kwargs)
+    def wrapper(self, *args, **kwargs):
+        with _one_thread():
+            return method(self, *args, **kwargs)
     return wrapper
 
 
@@ -573,7 +576,7 @@ class HiddenMarkovModel(nn.Module):
         e, shift = self._scaled_emissions(log_e, batch)  # (T, B, K), (T, B)
         if batch.T == 0:
             return shift.new_zeros(batch.B)
-        with _one_thread(batch.B, self.n_states):
+        with _one_thread():
             norms = _forward_norms(e, self.startprob, self.transmat, batch.n_active)
         rows = batch.mask.nonzero()[:, 1]  # batch index of each valid step, in time-major order
         log_norm = torch.log(norms.squeeze(1)).double()  # float64 sums: 100,000 steps lose no digits
@@ -607,7 +610,7 @@ class HiddenMarkovModel(nn.Module):
         alpha, beta, w = torch.zeros_like(e), torch.ones_like(e), torch.zeros_like(e)
         norm = e.new_ones(T, B, 1)  # the scaling factors c_t; 1 on padding
         norms, es = norm.unbind(0), e.unbind(0)  # per-step views, made once
-        with _one_thread(B, K):
+        with _one_thread():
             _forward_buffers(alpha.unbind(0), norms, es, self.startprob, trans, n_active)
             _backward_buffers(beta.unbind(0), w.unbind(0), norms, es, trans, n_active)
         ll = (torch.log(norm.squeeze(-1)).double() + shift.double() * batch.mask).sum(0).to(e.dtype)  # (B,)
@@ -676,7 +679,7 @@ class HiddenMarkovModel(nn.Module):
             return torch.full((B, 0), -1, dtype=torch.long), log_e.new_zeros(B)
         delta = torch.empty_like(log_e)  # delta_t(j), eq. 32-33a; back-pointers are recomputed when backtracking
         torch.add(F.log_softmax(self.start_logits, 0), log_e[0], out=delta[0])
-        with _one_thread(B, K):
+        with _one_thread():
             _viterbi_forward(delta.unbind(0), log_e.unbind(0), log_trans, batch.n_active)
         last = (batch.lengths - 1).clamp_min(0)
         ends = delta[last, torch.arange(B, device=delta.device)]  # (B, K): each row at its last step

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,17 +42,30 @@ def _positive_int(name: str, value: Any, low: int = 1) -> int:
 
 
 def _to_torch(x: Any) -> Tensor:
-    """A tensor from a tensor, an array, or a scipy sparse matrix (-> torch sparse CSR)."""
-    if isinstance(x, Tensor):
-        return x
-    if hasattr(x, "tocoo") and hasattr(x, "nnz"):  # scipy.sparse, without importing scipy
-        coo = x.tocsr(copy=True)
-        coo.sum_duplicates()  # canonical: sorted, no repeated entries
-        coo = coo.tocoo()
-        indices = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
-        return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), size=coo.shape, is_coalesced=True,
-                                       check_invariants=False)
-    return torch.as_tensor(x)
+    """A tensor from a tensor, an array, or a scipy sparse matrix; sparse input becomes torch CSR."""
+    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse, without importing scipy
+        csr = x.tocsr(copy=True)
+        csr.sum_duplicates()  # canonical: sorted columns, no repeated entries
+        return _csr(torch.from_numpy(csr.indptr).long(), torch.from_numpy(csr.indices).long(),
+                    torch.from_numpy(csr.data), csr.shape)
+    x = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    if x.layout == torch.sparse_coo:  # CSR products are ~15x faster than COO ones on CPU
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return x.coalesce().to_sparse_csr()
+    return x
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
+    with warnings.catch_warnings():  # torch flags sparse CSR as beta on creation
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=tuple(shape), check_invariants=False)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """Row index of every stored value of a CSR tensor: (nnz,)."""
+    crow = x.crow_indices()
+    return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
 
 
 class BaseNaiveBayes(nn.Module):
@@ -76,7 +90,7 @@ class BaseNaiveBayes(nn.Module):
             raise ValueError(f"x must have shape (N, {self.n_features}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x is an empty batch: expected at least one sample")
-        values = x.values() if x.is_sparse or x.layout == torch.sparse_csr else x
+        values = x.values() if x.layout == torch.sparse_csr else x
         if values.is_floating_point() and not torch.isfinite(values).all():
             raise ValueError("x contains NaN or inf: expected finite values")
         return x
@@ -205,17 +219,15 @@ def _per_class_sum(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
     """sum over samples of class c of x_n, for every c: (C, D) float64; x dense or sparse."""
     if x.layout == torch.strided:
         return torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, y, x.double())
-    coo = x.to_sparse_coo().coalesce()
-    rows, cols = coo.indices()
     out = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device)
-    return out.index_put_((y[rows], cols), coo.values().double(), accumulate=True)
+    return out.index_put_((y[_rows(x)], x.col_indices()), x.values().double(), accumulate=True)
 
 
 def _matmul(x: Tensor, w: Tensor) -> Tensor:
     """x (N, D) dense or sparse @ w (D, C)."""
     if x.layout == torch.strided:
         return x.to(w.dtype) @ w
-    return torch.sparse.mm(x.to(w.dtype), w)
+    return _csr(x.crow_indices(), x.col_indices(), x.values().to(w.dtype), x.shape) @ w
 
 
 class GaussianNaiveBayes(BaseNaiveBayes):
@@ -316,8 +328,7 @@ class MultinomialNaiveBayes(_CountNaiveBayes):
         if x.layout == torch.strided:
             xd = x.double()
             return (torch.lgamma(xd.sum(1) + 1) - torch.lgamma(xd + 1).sum(1)).to(self.feature_logits.dtype)
-        coo = x.to_sparse_coo().coalesce()
-        rows, values = coo.indices()[0], coo.values().double()
+        rows, values = _rows(x), x.values().double()
         total = torch.zeros(x.shape[0], dtype=torch.float64, device=values.device).index_add_(0, rows, values)
         per_value = torch.zeros_like(total).index_add_(0, rows, torch.lgamma(values + 1))
         return (torch.lgamma(total + 1) - per_value).to(self.feature_logits.dtype)
@@ -352,9 +363,8 @@ class BernoulliNaiveBayes(_CountNaiveBayes):
             return x
         if x.layout == torch.strided:
             return (x > self.binarize).to(self.feature_logits.dtype)
-        coo = x.to_sparse_coo().coalesce()
-        values = (coo.values() > self.binarize).to(self.feature_logits.dtype)
-        return torch.sparse_coo_tensor(coo.indices(), values, coo.shape, is_coalesced=True, check_invariants=False)
+        values = (x.values() > self.binarize).to(self.feature_logits.dtype)
+        return _csr(x.crow_indices(), x.col_indices(), values, x.shape)
 
     def _set_feature_params(self) -> None:
         p = (self.feature_count + self.alpha) / (self.class_count.unsqueeze(1) + 2 * self.alpha)

@@ -388,9 +388,11 @@ class GPT(GenerativeModel):
                 yield pieces[0]
 
     def _text_pieces(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stops) -> Iterator[list[str]]:
-        """New text per prompt at each step, cut at stop strings; ends early when every text has stopped."""
-        # Decode the whole continuation each step and emit what is new: exact for byte-level BPE, where a
-        # character may span tokens. Texts are short (<= max_new_tokens_cap), so this stays cheap.
+        """New text per prompt at each step, cut at stop strings; ends early when every text has stopped.
+
+        Decoding the whole continuation each step and emitting what is new is exact for byte-level BPE,
+        where a character may span tokens; text that may be the start of a stop string is held back
+        until it is not (or generation ends)."""
         generated = [[] for _ in ids]
         emitted = [""] * len(ids)
         done = [False] * len(ids)
@@ -402,18 +404,21 @@ class GPT(GenerativeModel):
                     continue
                 generated[i].append(t)
                 text = self.decode(generated[i])
-                if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next byte
-                    pieces.append("")
-                    continue
                 cut = min((j for j in (text.find(s, max(0, len(emitted[i]) - len(s))) for s in stops) if j >= 0),
                           default=-1)
                 if cut >= 0:
-                    text, done[i] = text[:cut], True
-                pieces.append(text[len(emitted[i]):])
-                emitted[i] = text
+                    safe, done[i] = cut, True
+                    generated[i] = None  # finished: the text is text[:cut]
+                else:
+                    safe = len(text) - _held_back(text, stops)
+                    if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next byte
+                        safe = min(safe, len(text) - 1)
+                pieces.append(text[len(emitted[i]):safe])
+                emitted[i] = text[:safe]
             yield pieces
             if all(done):
                 return
+        yield ["" if done[i] else self.decode(generated[i])[len(emitted[i]):] for i in range(len(ids))]
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, prompt: str = "", max_new_tokens: int = 200,
@@ -495,6 +500,17 @@ def pick(logits: Tensor, top_k: int | None, top_p: float | None, noise: _GumbelN
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # the tokens after the nucleus is full
         logits = logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
     return (logits + noise.next()).argmax(-1)
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How many characters at the end of `text` could be the start of a stop string."""
+    longest = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:k]):
+                longest = k
+                break
+    return longest
 
 
 def _check_stop(stop: str | Sequence[str] | None) -> list[str]:

@@ -1,0 +1,259 @@
+"""Text family benchmarks, side by side in one process (so a busy machine slows both sides alike).
+
+    python benchmarks/text.py train      # training step: nanoGPT's loop and model vs genzoo's Lightning recipe
+    python benchmarks/text.py generate   # our generate vs transformers' generate, same weights, batch 1 and 16
+    python benchmarks/text.py quality    # nanoGPT's loop and model for 2,000 iterations, val loss on our split
+
+Each side runs in turn, repeated (``--repeats``), and the best run of each is reported with the
+ratio. Wall-clock and CPU time are both given: on a shared machine CPU time is the steadier measure.
+Thread count: ``--threads`` (default: torch's), the same for both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zoo.data.text import TextDataModule
+from zoo.systems.gpt import warmup_cosine
+
+# -- nanoGPT's model (model.py, GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)) -----
+
+
+class NanoLayerNorm(nn.Module):
+    def __init__(self, ndim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class NanoAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.n_head = n_head
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class NanoBlock(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.ln_1, self.ln_2 = NanoLayerNorm(n_embd, bias), NanoLayerNorm(n_embd, bias)
+        self.attn = NanoAttention(n_embd, n_head, bias)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(), nn.Linear(4 * n_embd, n_embd, bias=bias))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGPT(nn.Module):
+    def __init__(self, vocab_size: int = 65, block_size: int = 64, n_layer: int = 4, n_head: int = 4,
+                 n_embd: int = 128, bias: bool = False):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
+        self.h = nn.ModuleList(NanoBlock(n_embd, n_head, bias) for _ in range(n_layer))
+        self.ln_f = NanoLayerNorm(n_embd, bias)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.wte.weight = self.lm_head.weight
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def nanogpt_train(model: nn.Module, data: torch.Tensor, steps: int, *, max_iters: int = 2000, batch: int = 12,
+                  block: int = 64, clock=None) -> float:
+    """nanoGPT's train.py loop (CPU, no compile, no grad accumulation); returns seconds for `steps` steps after 5 warm-up."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99))
+    offsets = torch.arange(block)
+    start = None
+    for it in range(steps + 5):
+        if it == 5:
+            start = (clock or time.perf_counter)()
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * warmup_cosine(it, 100, max_iters, 0.1)
+        ix = torch.randint(len(data) - block, (batch,))
+        x, y = data[ix[:, None] + offsets], data[ix[:, None] + offsets + 1]
+        loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (clock or time.perf_counter)() - start
+
+
+@torch.no_grad()
+def full_val_loss(loss_fn, data: torch.Tensor, block: int = 64) -> float:
+    """Mean loss over every non-overlapping window of the validation tokens (what GPTSystem logs)."""
+    n = (len(data) - 1) // block
+    x = data[: n * block].view(n, block)
+    y = data[1: n * block + 1].view(n, block)
+    return sum(loss_fn(x[i:i + 256], y[i:i + 256]).item() * len(x[i:i + 256]) for i in range(0, n, 256)) / n
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def bench_train(args) -> dict:
+    import lightning as L
+
+    from zoo.models.gpt import GPT
+    from zoo.systems.gpt import GPTSystem
+
+    dm = TextDataModule("tinyshakespeare", batches_per_epoch=args.steps + 5)
+    dm.setup("fit")
+    data = dm.encoded("train")
+    results = {"nanogpt_loop": [], "nanogpt_loop_cpu": [], "lightning": [], "lightning_cpu": []}
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 5:
+                self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_train_end(self, trainer, pl_module):
+            self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    for _ in range(args.repeats):
+        torch.manual_seed(0)
+        t0 = time.process_time()
+        results["nanogpt_loop"].append(nanogpt_train(NanoGPT(), data, args.steps))
+        results["nanogpt_loop_cpu"].append(time.process_time() - t0)  # includes 5 warm-up steps
+        clock = Clock()
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=args.steps + 5, gradient_clip_val=1.0,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0, log_every_n_steps=50, callbacks=[clock])
+        torch.manual_seed(0)
+        trainer.fit(GPTSystem(GPT(), sample_tokens=0), datamodule=dm)
+        results["lightning"].append(clock.wall)
+        results["lightning_cpu"].append(clock.cpu * (args.steps + 5) / args.steps)
+    tokens = args.steps * 12 * 64
+    best = {k: min(v) for k, v in results.items()}
+    return {"steps": args.steps, "threads": torch.get_num_threads(),
+            "nanogpt_ms_per_iter": 1e3 * best["nanogpt_loop"] / args.steps,
+            "lightning_ms_per_iter": 1e3 * best["lightning"] / args.steps,
+            "nanogpt_tokens_per_s": tokens / best["nanogpt_loop"], "lightning_tokens_per_s": tokens / best["lightning"],
+            "throughput_ratio_lightning_over_nanogpt": best["nanogpt_loop"] / best["lightning"],
+            "cpu_time_ratio_lightning_over_nanogpt": best["nanogpt_loop_cpu"] / best["lightning_cpu"],
+            "runs_s": results}
+
+
+def bench_generate(args) -> dict:
+    """Same weights in both: the pretrained gpt-shakespeare-char, with its position table extended (random
+    rows past 64) so that 500 new tokens fit without sliding (transformers' GPT-2 cannot slide)."""
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    import zoo
+    from zoo.models.gpt import GPT
+
+    pretrained = zoo.load("gpt-shakespeare-char")
+    prompt = "ROMEO:"
+    n_new = args.new_tokens
+    model = GPT(**{**pretrained.init_args, "n_positions": 16 + n_new}).eval()
+    state = pretrained.state_dict()
+    torch.manual_seed(0)
+    wpe = torch.randn(16 + n_new, model.n_embd) * 0.02
+    wpe[: pretrained.n_positions] = state["transformer.wpe.weight"]
+    model.load_weights({**state, "transformer.wpe.weight": wpe})
+    model.set_tokenizer(pretrained.tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        hf = AutoModelForCausalLM.from_pretrained(tmp).eval()
+    ids = torch.tensor([model.encode(prompt)])
+    settings = dict(temperature=0.8, top_k=args.top_k)
+
+    def ours(b):
+        return lambda: model.generate([prompt] * b, max_new_tokens=n_new, seed=0, **settings)
+
+    def theirs(b):
+        x = ids.expand(b, -1)
+
+        def run():
+            with torch.inference_mode():
+                out = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n_new, min_new_tokens=n_new,
+                                  do_sample=True, top_p=None, pad_token_id=0, **settings)
+            assert out.shape[1] == x.shape[1] + n_new
+        return run
+
+    def ours_sliding(b):  # the shipped 64-token model: slides its window every 32 tokens
+        return lambda: pretrained.generate([prompt] * b, max_new_tokens=n_new, seed=0, **settings)
+
+    report = {"new_tokens": n_new, "threads": torch.get_num_threads(), **settings}
+    for b in (1, 16):
+        runs = {"genzoo": ours(b), "transformers": theirs(b), "genzoo_sliding_64": ours_sliding(b)}
+        best = {name: (math.inf, math.inf) for name in runs}
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                w, c = time.perf_counter(), time.process_time()
+                fn()
+                w, c = time.perf_counter() - w, time.process_time() - c
+                best[name] = (min(best[name][0], w), min(best[name][1], c))
+        for name, (w, c) in best.items():
+            report[f"b{b}_{name}_tokens_per_s"] = b * n_new / w
+            report[f"b{b}_{name}_tokens_per_cpu_s"] = b * n_new / c
+        report[f"b{b}_speedup_wall"] = best["transformers"][0] / best["genzoo"][0]
+        report[f"b{b}_speedup_cpu"] = best["transformers"][1] / best["genzoo"][1]
+    return report
+
+
+def bench_quality(args) -> dict:
+    dm = TextDataModule("tinyshakespeare")
+    dm.setup("fit")
+    torch.manual_seed(args.seed)
+    model = NanoGPT(vocab_size=dm.tokenizer.get_vocab_size())
+    seconds = nanogpt_train(model, dm.encoded("train"), 1995)  # + 5 warm-up steps = 2,000
+    model.eval()
+    return {"iterations": 2000, "seed": args.seed, "train_s": seconds,
+            "val_loss_full_split": full_val_loss(model, dm.encoded("val"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["train", "generate", "quality"])
+    parser.add_argument("--steps", type=int, default=100, help="training steps timed (train)")
+    parser.add_argument("--new-tokens", type=int, default=500, help="new tokens per text (generate)")
+    parser.add_argument("--top-k", type=int, default=None, help="top-k of both generates (default: none)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=1337, help="seed of the quality run (nanoGPT's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = {"train": bench_train, "generate": bench_generate, "quality": bench_quality}[args.what](args)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Make the pretrained `hmm-shakespeare-char`: train by its recipe, compare with hmmlearn, package, write the card.
+
+    python scripts/release_hmm.py baseline          # hmmlearn CategoricalHMM, same states, init and split -> JSON
+    python scripts/release_hmm.py release           # genzoo fit --config recipes/hmm-shakespeare-char.yaml, package
+    python scripts/release_hmm.py release --run runs/release-hmm-shakespeare-char/version_0 --train-time "95 s"
+
+Both sides start from the same parameters (the recipe's initialisation: seed 0 on every training
+sequence) and run the same number of Baum-Welch iterations on the same 256-character training
+chunks; both are scored on the validation text (the last 10%) as one sequence, in nats per character.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "hmm-shakespeare-char"
+RECIPE = ROOT / "recipes" / f"{NAME}.yaml"
+BASELINE = ROOT / "runs" / f"{NAME}-hmmlearn.json"
+
+CARD = """---
+license: apache-2.0
+library_name: genzoo
+tags:
+- genzoo
+- generative
+- hmm
+- hidden-markov-model
+- text-generation
+datasets:
+- tinyshakespeare
+metrics:
+{metric_names}
+model-index:
+- name: {name}
+  results:
+  - task:
+      type: text-generation
+    dataset:
+      name: tinyshakespeare (characters)
+      type: tinyshakespeare
+      split: validation
+    metrics:
+{metric_entries}
+---
+
+# {name}
+
+A categorical hidden Markov model over the 65 characters of tinyshakespeare: {n_states} hidden
+states, trained by Baum-Welch EM (genzoo's recipe `recipes/{name}.yaml`). Load and sample it with
+
+```python
+import zoo
+hmm = zoo.load("{name}")
+hmm.sample(2, seed=0, length=200)          # two strings of 200 characters
+hmm.nll_per_char("To be, or not to be")    # nats per character
+hmm.hmm.viterbi(hmm.encode("To be")[None]) # most likely hidden states (the layer zoo.layers.HiddenMarkovModel)
+```
+
+or from the shell: `genzoo sample {name} --n 4` and `genzoo eval {name}`.
+
+## Training
+
+| | |
+|---|---|
+| recipe | `genzoo fit --config recipes/{name}.yaml` |
+| data | tinyshakespeare (1,115,394 characters), nanoGPT's split: first 90% train, last 10% validation |
+| training sequences | the training text in 3,922 consecutive chunks of 256 characters |
+| initialisation | uniform start, near-uniform random transitions, emissions half random / half the character frequencies (seed 0) |
+| EM iterations | {n_iter} (one per epoch; statistics summed over the epoch, M-step at its end) |
+| hardware | {hardware} |
+| training time | {train_time} |
+| parameters | {params:,} ({size_kb:.0f} KB in safetensors) |
+
+## Validation metrics
+
+Measured by `genzoo eval {name}` on the validation text (the last 10%, 111,540 characters, scored
+as one sequence; `genzoo eval` runs the test loop, whose data is this validation text, since
+nanoGPT's split has no test part):
+
+| metric | value |
+|---|---|
+{metric_table}
+
+- **nll**: negative log-likelihood in nats per character, comparable to a character language model's
+  validation loss (a uniform guess is log 65 = 4.17; nanoGPT's baby GPT reaches about 1.47).
+- **log_likelihood**: the same with the opposite sign.
+
+## Comparison with hmmlearn
+
+hmmlearn {hmmlearn_version}'s `CategoricalHMM` with the same {n_states} states, the same initial
+parameters, the same training chunks and the same {n_iter} Baum-Welch iterations
+(`implementation="scaling"`), scored on the same validation text as one sequence:
+
+| | validation nll (nats/char) | training time |
+|---|---|---|
+| genzoo `{name}` | {ours_nll:.4f} | {train_time} |
+| hmmlearn CategoricalHMM | {their_nll:.4f} | {their_time:.0f} s |
+
+(Measured by `python scripts/release_hmm.py baseline`; both on the same machine, shared with other jobs.)
+
+## Limits
+
+An HMM's memory is one of {n_states} states: samples have the character statistics of Shakespeare
+(word lengths, punctuation, capitals after newlines) but no words beyond the most frequent short ones.
+"""
+
+
+def recipe() -> dict:
+    return yaml.safe_load(RECIPE.read_text())
+
+
+def training_data():
+    """The recipe's training chunks and validation text, and the recipe's initial HMM."""
+    from zoo.data.sequences import CharSequenceDataModule, pad_batch
+    from zoo.models.hmm import HMM
+
+    cfg = recipe()
+    dm = CharSequenceDataModule(**cfg["data"]["init_args"])
+    dm.setup()
+    chunks = dm.datasets["train"].chunks
+    x, lengths = pad_batch(chunks)
+    model = HMM(**cfg["model"]["init_args"]["net"])
+    model.initialize(x, lengths)  # what EMSystem.on_train_start does with init_samples >= 3,922
+    return chunks, dm.datasets["val"].chunks[0], model, cfg["trainer"]["max_epochs"]
+
+
+def baseline() -> None:
+    """Fit hmmlearn's CategoricalHMM from the same start; write its validation nll and time to JSON."""
+    import hmmlearn
+    import numpy as np
+    from hmmlearn.hmm import CategoricalHMM
+
+    chunks, val, model, n_iter = training_data()
+    hmm = model.hmm.double()
+    ref = CategoricalHMM(hmm.n_states, n_features=hmm.n_symbols, init_params="", params="ste", n_iter=n_iter,
+                         tol=-np.inf, implementation="scaling", random_state=0)
+    ref.startprob_ = hmm.startprob.detach().numpy()
+    ref.transmat_ = hmm.transmat.detach().numpy()
+    ref.emissionprob_ = torch.softmax(hmm.emission.logits.detach(), 1).numpy()
+    data = torch.cat(chunks).numpy().reshape(-1, 1)
+    start = time.perf_counter()
+    ref.fit(data, [len(c) for c in chunks])
+    seconds = time.perf_counter() - start
+    nll = -ref.score(val.numpy().reshape(-1, 1)) / len(val)
+    result = {"hmmlearn_version": hmmlearn.__version__, "n_states": hmm.n_states, "n_iter": n_iter,
+              "seconds": seconds, "val_nll": nll, "train_ll_history": [float(v) for v in ref.monitor_.history]}
+    BASELINE.parent.mkdir(parents=True, exist_ok=True)
+    BASELINE.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "train_ll_history"}, indent=2))
+
+
+def train() -> tuple[Path, float]:
+    root = ROOT / "runs" / f"release-{NAME}"
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(RECIPE),
+                    "--trainer.default_root_dir", str(root)], check=True, cwd=ROOT)
+    return root / "version_0", time.perf_counter() - start
+
+
+def release(run: Path | None, train_time: str | None) -> None:
+    from zoo import hub
+    from zoo.systems.evaluate import evaluate
+
+    if run is None:
+        run, seconds = train()
+        train_time = f"{seconds:.0f} s wall (including validation every 10 epochs)"
+    target = ROOT / "zoo" / "pretrained" / NAME
+    target.mkdir(parents=True, exist_ok=True)
+    for file in (hub.CONFIG_NAME, hub.WEIGHTS_NAME):
+        shutil.copyfile(run / "pretrained" / file, target / file)
+    metrics = evaluate(str(target), split="test", seed=0)
+    weights = hub.read_weights(target)
+    theirs = json.loads(BASELINE.read_text()) if BASELINE.is_file() else None
+    config = json.loads((target / hub.CONFIG_NAME).read_text())
+    card = CARD.format(
+        name=NAME, n_states=config["init_args"]["n_states"], n_iter=recipe()["trainer"]["max_epochs"],
+        metric_names="\n".join(f"- {k}" for k in metrics),
+        metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
+        metric_table="\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()),
+        hardware=f"{platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})",
+        train_time=train_time or "not measured", params=sum(t.numel() for t in weights.values()),
+        size_kb=(target / hub.WEIGHTS_NAME).stat().st_size / 1024, ours_nll=metrics["nll"],
+        their_nll=theirs["val_nll"] if theirs else float("nan"), their_time=theirs["seconds"] if theirs else 0,
+        hmmlearn_version=theirs["hmmlearn_version"] if theirs else "?",
+    )
+    (target / hub.CARD_NAME).write_text(card)
+    (ROOT / "model_cards" / f"{NAME}.md").write_text(card)
+    print(json.dumps({"name": NAME, "train_time": train_time, "metrics": metrics, "hmmlearn": theirs and
+                      {k: v for k, v in theirs.items() if k != "train_ll_history"}}, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["baseline", "release"])
+    parser.add_argument("--run", type=Path, help="an existing run folder (skip training)")
+    parser.add_argument("--train-time", help="training time to state when --run is given")
+    args = parser.parse_args()
+    baseline() if args.step == "baseline" else release(args.run, args.train_time)
+
+
+if __name__ == "__main__":
+    main()

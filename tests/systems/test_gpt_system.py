@@ -1,0 +1,79 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.cli import run_lightning
+from zoo.systems.gpt import GPTSystem, warmup_cosine
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--trainer.max_epochs", "1", "--data.batches_per_epoch", "3", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--model.sample_tokens", "20"]
+TEXT = "O Romeo, Romeo! wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n" * 30
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def read_metrics(run: Path) -> dict[str, float]:
+    import csv
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    return {k: float(v) for row in rows for k, v in row.items() if v and k not in ("epoch", "step")}
+
+
+@pytest.mark.parametrize("recipe", ["gpt-shakespeare-char", "gpt-shakespeare-bpe"])
+def test_recipe_smoke_fit_exports_a_loadable_model(recipe, corpus, tmp_path):
+    extra = ["--data.vocab_size", "300", "--data.block_size", "16"] if "bpe" in recipe else []
+    run_lightning(["fit", "--config", str(ROOT / "recipes" / f"{recipe}.yaml"), "--data.corpus", str(corpus),
+                   "--trainer.default_root_dir", str(tmp_path / "runs"), *TINY, *extra])
+    run = tmp_path / "runs" / "version_0"
+    model = zoo.load(str(run / "pretrained"))
+    assert model.vocab_size == (300 if "bpe" in recipe else len(set(TEXT[:int(len(TEXT) * 0.9)])) + 1)
+    assert isinstance(model.generate("Romeo", max_new_tokens=5, seed=0), str)
+    metrics = read_metrics(run)
+    assert metrics["val/perplexity"] == pytest.approx(math.exp(metrics["val/loss"]), rel=1e-4)
+    assert (run / "samples" / "step=000003.txt").read_text(encoding="utf-8").strip()
+    assert model.extra_config["datamodule"]["init_args"]["corpus"] == str(corpus)
+
+
+def test_fine_tuning_recipe_keeps_the_pretrained_tokenizer(corpus, tmp_path):
+    run_lightning(["fit", "--config", str(ROOT / "recipes" / "gpt-shakespeare-char-finetune.yaml"),
+                   "--data.corpus", str(corpus), "--trainer.default_root_dir", str(tmp_path / "runs"), *TINY])
+    tuned = zoo.load(str(tmp_path / "runs" / "version_0" / "pretrained"))
+    pretrained = zoo.load("gpt-shakespeare-char")
+    assert tuned.tokenizer.to_str() == pretrained.tokenizer.to_str()
+    delta = max((a - b).abs().max().item() for a, b in zip(tuned.state_dict().values(), pretrained.state_dict().values()))
+    assert 0 < delta < 0.02  # 3 steps at lr <= 3e-4 moved it, a little
+
+
+def test_training_lowers_the_validation_loss(corpus, tmp_path):
+    run_lightning(["fit", "--config", str(ROOT / "recipes" / "gpt-shakespeare-char.yaml"), "--data.corpus", str(corpus),
+                   "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs", "2",
+                   "--data.batches_per_epoch", "40", "--trainer.enable_progress_bar", "false",
+                   "--model.sample_tokens", "0", "--model.warmup_steps", "5"])
+    import csv
+
+    val = [float(r["val/loss"]) for r in csv.DictReader((tmp_path / "version_0" / "metrics.csv").open()) if r["val/loss"]]
+    assert len(val) == 2 and val[1] < val[0] < math.log(24)  # below the uniform loss and still falling
+
+
+def test_schedule_is_nanogpts():
+    assert warmup_cosine(0, 100, 2000, 0.1) == pytest.approx(1 / 101)
+    assert warmup_cosine(99, 100, 2000, 0.1) == pytest.approx(100 / 101)
+    assert warmup_cosine(100, 100, 2000, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(1050, 100, 2000, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine(2000, 100, 2000, 0.1) == pytest.approx(0.1)
+
+
+def test_bad_system_arguments():
+    with pytest.raises(ValueError, match="0 < min_lr <= lr"):
+        GPTSystem(lr=1e-4, min_lr=1e-3)
+    with pytest.raises(ValueError, match="unknown model 'gpt-shakespeare-chr'"):
+        GPTSystem(init_from="gpt-shakespeare-chr")
