@@ -77,7 +77,7 @@ def kmeans_start(x: np.ndarray, k: int, covariance_type: str) -> tuple[np.ndarra
 
 
 def gmm_rows(quick: bool) -> list[dict]:
-    n, d, k, iters = (20_000, 16, 8, 20) if quick else (100_000, 16, 32, 100)
+    n, d, k, iters = (10_000, 16, 8, 10) if quick else (100_000, 16, 32, 100)
     x = mixture_data(n, d, k)
     rows = []
     for kind in ("full", "diag"):
@@ -154,14 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH ('-' for stdout)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="threads for torch and NumPy's BLAS alike (default: torch's default)")
-    parser.add_argument("--repeat", type=int, help="runs per row, the fastest reported (default: 3 with --quick, else 1)")
+    parser.add_argument("--repeat", type=int, help="runs per row, the fastest reported (default 1)")
     parser.add_argument("--only", choices=["gmm", "hmm", "nb"], action="append", help="run only these families")
     args = parser.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
 
     global REPEAT
-    REPEAT = args.repeat or (3 if args.quick else 1)
+    REPEAT = args.repeat or 1
 
     torch.set_num_threads(args.threads)
     families = args.only or ["gmm", "hmm", "nb"]
@@ -226,7 +226,7 @@ def _true_class_log_proba(proba: np.ndarray, y: np.ndarray) -> float:
 
 def nb_rows(quick: bool) -> list[dict]:
     rows = []
-    n, d, c = (100_000, 32, 10) if quick else (1_000_000, 32, 10)
+    n, d, c = (50_000, 32, 10) if quick else (1_000_000, 32, 10)
     x, y = gaussian_nb_data(n, d, c)
     workload = f"GaussianNB fit+proba N={n} D={d} C={c}"
     rows.append(row(workload, OURS + " float32", lambda: _ours_nb("gaussian", x, y, c, torch.float32)))

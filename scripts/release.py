@@ -71,11 +71,11 @@ model-index:
 | seed | 0 (`seed_everything`) |
 | hardware | {hardware} |
 | training time | {train_time} |
-| parameters | {params:,} ({size_kb:.0f} KB in safetensors) |
+| parameters | {params:,}{params_note} ({size_kb:.0f} KB in safetensors) |
 
 ## Test metrics
 
-Measured by `genzoo eval {name}` on the 270 test images (seed 0):
+Measured by `genzoo eval {eval_target}` on the 270 test images (seed 0):
 
 | metric | value |
 |---|---|
@@ -125,7 +125,8 @@ compare only with other numbers made the same way.
 {cond_row}
 The **real-data floor** (`floor_*`) scores the 1,257 training images in place of samples: what a perfect
 generator would get against this test split with this many images (two finite samples of one distribution
-never have FID 0).
+never have FID 0). FID's bias shrinks as samples grow, so a generator very close to the data, scored with
+2,000 samples, can land slightly under a floor measured with 1,257.
 """
 
 CLASSIFIER_NOTES = """
@@ -252,11 +253,12 @@ def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[
         name=name, family=family, description=description, dataset=dataset, dataset_id=dataset_id,
         tag="generative" if is_generator else "feature-extractor",
         task="unconditional-image-generation" if is_generator else "image-classification",
-        usage=example, after_usage=after,
+        usage=example, after_usage=after, eval_target=f"zoo/pretrained/{name}" if name in EXTRA else name,
         metric_names="\n".join(f"- {k}" for k in metrics),
         metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
         metric_table="\n".join(f"| {k} | {v:.3f} |" for k, v in metrics.items()),
         hardware=hardware, train_time=train_time, params=sum(t.numel() for t in weights.values()),
+        params_note=" (with the EMA copy used for sampling)" if family in ("gan", "diffusion") else "",
         size_kb=(target / hub.WEIGHTS_NAME).stat().st_size / 1024,
     ) + family_notes(model, metrics, recipe_model_args(name)) + f"\n## Limits\n\n{LIMITS[family]}\n"
     (target / hub.CARD_NAME).write_text(card)
@@ -279,7 +281,7 @@ def main() -> None:
     describe(args.name)  # an unknown name fails here, before any training
     target = ROOT / "zoo" / "pretrained" / args.name
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
-    hardware = f"{platform.machine()} CPU, {threads} thread(s) (torch {torch.__version__})"
+    hardware = f"{platform.machine()} CPU, {threads} thread{'s' if threads > 1 else ''} (torch {torch.__version__})"
     if args.card_only:
         old = target / hub.CARD_NAME
         train_time = previous_row(old, "training time") or args.train_time or "not measured"

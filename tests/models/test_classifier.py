@@ -48,3 +48,18 @@ def test_random_shift_moves_pixels_without_changing_them():
     assert torch.equal(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing falls off
     offsets = {tuple((s[0].nonzero().min(0).values - 3).tolist()) for s in shifted}
     assert offsets == {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+
+
+def test_eval_reproduces_the_packaged_card():
+    """digits-classifier is packaged but not a generator (not in PRETRAINED): its card is checked here."""
+    from importlib import resources
+
+    from zoo import hub
+    from zoo.systems.evaluate import evaluate
+
+    folder = str(resources.files("zoo") / "pretrained" / "digits-classifier")
+    card = hub.card_metrics(hub.read_card(folder))
+    measured = evaluate(folder)
+    assert set(card) == {"acc", "loss"} == set(measured)
+    for key, value in card.items():
+        assert round(measured[key], 3) == pytest.approx(value, abs=1.5e-3), key

@@ -90,6 +90,17 @@ def _per_step(method):
     return wrapper
 
 
+def _emission_floor(dtype: torch.dtype) -> float:
+    """The floor of shifted log-emissions: exp of anything lower is a denormal (slow, imprecise)."""
+    return math.log(torch.finfo(dtype).tiny) + 1
+
+
+def _underflow(dtype: torch.dtype, n_states: int) -> float:
+    """A scaling factor c_t below this may owe 1e-6 of itself to floored emissions (at most K exp(floor)):
+    the sequence is then recomputed exactly in the log domain. c_t = 0 (true underflow) is below it too."""
+    return n_states * math.exp(_emission_floor(dtype)) * 1e6
+
+
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -557,7 +568,7 @@ class HiddenMarkovModel(nn.Module):
         denormals, which are 30x slower in every later product and carry no precision anyway.
         """
         shift = log_e.amax(0).detach()  # (T*B,)
-        floor = math.log(torch.finfo(log_e.dtype).tiny) + 1
+        floor = _emission_floor(log_e.dtype)
         e = torch.exp((log_e - shift).clamp_min(floor)) if torch.is_grad_enabled() else \
             (log_e - shift).clamp_min_(floor).exp_()
         return e.T.contiguous().view(batch.T, batch.B, -1), shift.view(batch.T, batch.B)
@@ -581,7 +592,8 @@ class HiddenMarkovModel(nn.Module):
         rows = batch.mask.nonzero()[:, 1]  # batch index of each valid step, in time-major order
         log_norm = torch.log(norms.squeeze(1)).double()  # float64 sums: 100,000 steps lose no digits
         ll = (shift.double() * batch.mask).sum(0).index_add(0, rows, log_norm).to(e.dtype)
-        bad = ~torch.isfinite(ll)
+        tiny = (norms.squeeze(1) < _underflow(e.dtype, self.n_states)).to(e.dtype).detach()
+        bad = e.new_zeros(batch.B).index_add(0, rows, tiny) > 0
         if bad.any():  # an underflowed normaliser: redo those sequences exactly in the log domain
             ll = torch.where(bad, self._forward_log_domain(self._time_major(log_e, batch), batch), ll)
         return ll
@@ -616,7 +628,7 @@ class HiddenMarkovModel(nn.Module):
         ll = (torch.log(norm.squeeze(-1)).double() + shift.double() * batch.mask).sum(0).to(e.dtype)  # (B,)
         xi = trans * (alpha[:-1].reshape(-1, K).T @ w[1:].reshape(-1, K)) if T > 1 else trans.new_zeros(K, K)
         gamma = alpha.mul_(beta)  # (T, B, K), eq. 27; zero on padding, where alpha is
-        bad = ~torch.isfinite(ll)
+        bad = (norm.squeeze(-1) < _underflow(e.dtype, K)).any(0)  # (B,)
         if bad.any():
             gamma, xi, ll = self._log_domain_repair(self._time_major(log_e, batch), batch, bad, gamma, xi, ll)
         return gamma, xi, ll
@@ -767,7 +779,8 @@ class HiddenMarkovModel(nn.Module):
         return self
 
     def _fit_batches(self, x: Any, lengths: Any, batch_size: int | None) -> list[tuple]:
-        if isinstance(x, (Tensor, list, tuple, np.ndarray)):
+        is_batches = isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(b, (list, tuple)) for b in x)
+        if isinstance(x, (Tensor, list, tuple, np.ndarray)) and not is_batches:
             if batch_size is None:
                 return [(x, lengths)]
             _check_int("batch_size", batch_size, 1)

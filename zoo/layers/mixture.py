@@ -34,8 +34,10 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from zoo.layers._fast import LOG2E as _LOG2E
+from zoo.layers._fast import logsumexp, softmax
+
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
-_LOG2E = 1.4426950408889634  # log2(e)
 _CHUNK = 16384  # rows per E-step chunk: keeps the (rows, K) and (rows, K*D) intermediates a few MB
 
 
@@ -179,7 +181,7 @@ class GaussianMixture(nn.Module):
 
     def posterior(self, x: Tensor) -> Tensor:
         """Responsibilities p(component k | x_n): (N, K), rows sum to 1."""
-        return torch.softmax(self.component_log_prob(x), dim=1)
+        return softmax(self.component_log_prob(x), dim=1)
 
     def predict(self, x: Tensor) -> Tensor:
         """The most probable component of each sample: (N,) int64."""
@@ -221,12 +223,14 @@ class GaussianMixture(nn.Module):
 
         Keys: count, log_likelihood (sum of log p(x_n)), nk (K,) = sum_n r_nk, sx (K, D) = sum_n r_nk x_n,
         and the second moments: sxx (K, D, D) full, (D, D) tied (sum_n x_n x_n^T), (K, D) diag, (K,) spherical.
-        `design` optionally passes ``design(x)`` (constant over EM iterations) to skip recomputing it.
+        `design` optionally passes ``design(x)`` of an already checked x (constant over EM iterations)
+        to skip recomputing it.
         """
-        x = self._check(x)
-        if len(x) == 0:
+        if design is None:  # a given design comes from checked data (fit's cache): no second pass over x
+            x = self._check(x)
+            design = self.design(x)
+        if len(design) == 0:
             raise ValueError("x is an empty batch: expected at least one sample")
-        design = self.design(x) if design is None else design
         weights, bias = self._design_weights()
         weights, bias = weights * _LOG2E, bias * _LOG2E  # base-2 logits: exp2 is far faster than exp on CPU
         f64, t = torch.float64, design.shape[1] - self.n_features
@@ -236,11 +240,11 @@ class GaussianMixture(nn.Module):
             top = log2_r.amax(1, keepdim=True)  # (C, 1)
             r = log2_r.sub_(top).exp2_()  # (C, K), unnormalised
             total = r.sum(1, keepdim=True)  # (C, 1)
-            r.div_(total)  # responsibilities r_nk, step E2
+            r.mul_(total.reciprocal())  # responsibilities r_nk, step E2
             ll += (top + total.log2()).sum(dtype=f64) / _LOG2E  # log p(x_n) = logsumexp_k, in nats
-            nk = nk + r.sum(0, dtype=f64)
+            nk = nk + r.sum(0).to(f64)  # (K,): a pairwise sum in the data's dtype, then accumulated in float64
             moments = moments + (r.T @ f).to(f64)  # (K, T + D): sums of r_nk * [second moments, x_n], step E3
-        return {"count": torch.tensor(float(len(x)), dtype=f64, device=x.device), "log_likelihood": ll,
+        return {"count": torch.tensor(float(len(design)), dtype=f64, device=design.device), "log_likelihood": ll,
                 "nk": nk, "sx": moments[:, t:], "sxx": self._second_moments(moments[:, :t])}
 
     def design(self, x: Tensor) -> Tensor:
@@ -427,15 +431,6 @@ def _first_rows(batches: _Batches, n: int) -> Tensor:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def logsumexp(a: Tensor, dim: int) -> Tensor:
-    """torch.logsumexp through exp2: same result, but fast where terms underflow (torch's CPU exp is
-    slow on arguments below -87, the common case for far-away mixture components)."""
-    top = a.amax(dim, keepdim=True).detach()
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = torch.exp2((a - top) * _LOG2E).sum(dim, keepdim=True)
-    return (total.log() + top).squeeze(dim)
 
 
 def _precision_cholesky(cov: Tensor) -> Tensor:

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from zoo.layers._fast import logsumexp, softmax
+
 Stats = dict[str, Tensor]
 
 
@@ -168,7 +170,7 @@ class BaseNaiveBayes(nn.Module):
         """Joint log p(x, y) per sample (N,) when y is given, else marginal log p(x) = logsumexp_c log p(x, c)."""
         joint = self.joint_log_prob(x)
         if y is None:
-            return torch.logsumexp(joint, 1) + self._log_normaliser(x)
+            return logsumexp(joint, 1) + self._log_normaliser(x)
         y = self._check_y(y, len(joint))
         return joint.gather(1, y.unsqueeze(1)).squeeze(1) + self._log_normaliser(x)
 
@@ -177,7 +179,7 @@ class BaseNaiveBayes(nn.Module):
 
     def predict_proba(self, x: Any) -> Tensor:
         """p(y = c | x): (N, C)."""
-        return torch.softmax(self.joint_log_prob(x), 1)
+        return softmax(self.joint_log_prob(x), 1)
 
     def predict(self, x: Any) -> Tensor:
         """The most probable class of each sample: (N,) int64."""
@@ -215,10 +217,10 @@ def _dense_float(x: Tensor, dtype: torch.dtype) -> Tensor:
     return (x.to_dense() if x.layout != torch.strided else x).to(dtype)
 
 
-def _per_class_sum(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
-    """sum over samples of class c of x_n, for every c: (C, D) float64; x dense or sparse."""
+def _per_class_sum(x: Tensor, y: Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """sum over samples of class c of x_n, for every c: (C, D) in `dtype`; x dense or sparse."""
     if x.layout == torch.strided:
-        return torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, y, x.double())
+        return torch.zeros(num_classes, x.shape[1], dtype=dtype, device=x.device).index_add_(0, y, x.to(dtype))
     out = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device)
     return out.index_put_((y[_rows(x)], x.col_indices()), x.values().double(), accumulate=True)
 
@@ -256,8 +258,16 @@ class GaussianNaiveBayes(BaseNaiveBayes):
         return _dense_float(x, self.means.dtype)
 
     def _feature_stats(self, x: Tensor, y: Tensor) -> Stats:
-        return {"sum_x": _per_class_sum(x, y, self.num_classes),
-                "sum_xx": _per_class_sum(x.double().square(), y, self.num_classes)}
+        """Per-class sums of x and x^2, accumulated in chunks of centred data (exact in float64, fast in float32)."""
+        shift = x[: 1024].mean(0)  # (D,) centring keeps sum x^2 - (sum x)^2 / n free of cancellation
+        s1 = s2 = 0
+        for cx, cy in zip(x.split(65536), y.split(65536)):
+            cx = cx - shift
+            s1 = s1 + _per_class_sum(cx, cy, self.num_classes, cx.dtype).double()
+            s2 = s2 + _per_class_sum(cx.square_(), cy, self.num_classes, cx.dtype).double()
+        n = torch.bincount(y, minlength=self.num_classes).double().unsqueeze(1)  # (C, 1)
+        shift = shift.double()
+        return {"sum_x": s1 + n * shift, "sum_xx": s2 + 2 * shift * s1 + n * shift.square()}
 
     def _set_feature_params(self) -> None:
         n = self.class_count.clamp_min(1).unsqueeze(1)  # (C, 1)

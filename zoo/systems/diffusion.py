@@ -23,7 +23,7 @@ class DiffusionSystem(GenerativeSystem):
     """
 
     def __init__(self, net: DDPM | None = None, lr: float = 1e-3, weight_decay: float = 0.0, p_uncond: float = 0.1,
-                 metric_steps: int = 20, metric_guidance: float | None = None, init_from: str | None = None):
+                 metric_steps: int = 10, metric_guidance: float | None = None, init_from: str | None = None):
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
         if metric_steps < 1:

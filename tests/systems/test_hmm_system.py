@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.cli import run_lightning
+from zoo.models.hmm import HMM
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def test_recipe_smoke_fit_trains_by_em_and_exports_a_text_model(tmp_path):
+    run_lightning(["fit", "--config", str(ROOT / "recipes" / "hmm-shakespeare-char.yaml"),
+                   # one batch of 512 x 256 characters holds every character of the first 512 x 30 validation ones
+                   "--model.net.n_states", "4", "--data.batch_size", "512", "--data.eval_seq_len", "30",
+                   "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1",
+                   "--trainer.check_val_every_n_epoch", "1", "--trainer.limit_val_batches", "1",
+                   "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    run = tmp_path / "version_0"
+    model = zoo.load(str(run / "pretrained"))
+    assert isinstance(model, HMM) and len(model.vocab) == 65 and model.hmm.n_states == 4
+    text = model.sample(2, seed=0, length=40)
+    assert isinstance(text, list) and [len(t) for t in text] == [40, 40] and text == model.sample(2, seed=0, length=40)
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    train = [float(r["train/log_likelihood"]) for r in rows if r["train/log_likelihood"]]
+    val = [float(r["val/nll"]) for r in rows if r["val/nll"]]
+    assert len(train) == 3 and all(b >= a - 1e-6 * abs(a) for a, b in zip(train, train[1:])), train
+    assert len(val) == 3 and 2.0 < val[-1] < 4.2  # nats per character, below a uniform guess (log 65)
+
+
+def test_text_model_reads_and_writes_strings(tmp_path):
+    model = HMM(3, vocab="ab c")
+    assert model.hmm.n_symbols == 4 and model.decode(model.encode("a cab")) == "a cab"
+    torch.testing.assert_close(model.log_prob(["ab", "c"]), model.log_prob(torch.tensor([[0, 1], [3, 0]]),
+                                                                            torch.tensor([2, 1])))
+    assert model.nll_per_char("abc") == pytest.approx(-model.log_prob("abc").item() / 3)
+    model.save_pretrained(tmp_path)
+    again = zoo.load(str(tmp_path))
+    assert again.vocab == "ab c" and again.sample(3, seed=1, length=5) == model.sample(3, seed=1, length=5)
+    with pytest.raises(ValueError, match="characters outside the vocabulary: 'z'"):
+        model.log_prob("az")
+    with pytest.raises(ValueError, match="vocabulary has 5 characters, but this HMM emits 4 symbols"):
+        model.set_vocab("abcde")
+    with pytest.raises(ValueError, match="n must be an integer in 1..100000"):
+        model.sample(0)
+
+
+def test_gaussian_family_model_samples_tensors():
+    model = zoo.create("hmm", n_states=2, emission="gaussian", n_features=3)
+    assert model.sample(4, seed=0, length=6).shape == (4, 6, 3)
