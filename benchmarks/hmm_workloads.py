@@ -162,7 +162,8 @@ def hmm_rows(quick: bool = False) -> list[dict]:
         "hmmlearn (log)": hmmlearn_tool(x, truth, init, n_iter, "log"),
         "pomegranate": pomegranate_tool(x, truth, init, n_iter),
     }
-    names = [f"hmm fit ({n_seq}x{length}, {n_iter} iters)", "hmm forward", "hmm viterbi"]
+    size = f"K={K}, D={D}, {n_seq}x{length}"
+    names = [f"HMM fit {n_iter} it ({size})", f"HMM forward ({size})", f"HMM viterbi ({size})"]
     repeats = [1, 3, 3]
     rows = []
     with warnings.catch_warnings():
@@ -178,13 +179,13 @@ def hmm_rows(quick: bool = False) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     """Rows grouped by workload, with each time's ratio to the fastest non-genzoo tool."""
     print(f"torch threads: {torch.get_num_threads()}; log-likelihood per observed step")
-    print(f"{'workload':32} {'tool':20} {'seconds':>9} {'vs best other':>14} {'loglik/step':>12}")
+    print(f"{'workload':40} {'tool':20} {'seconds':>9} {'vs best other':>14} {'loglik/step':>12}")
     for workload in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == workload]
         best_other = min(r["seconds"] for r in group if not r["tool"].startswith("genzoo"))
         for r in group:
             ratio = best_other / r["seconds"]
-            print(f"{workload:32} {r['tool']:20} {r['seconds']:9.3f} {ratio:13.2f}x {r['loglik_per_sample']:12.4f}")
+            print(f"{workload:40} {r['tool']:20} {r['seconds']:9.3f} {ratio:13.2f}x {r['loglik_per_sample']:12.4f}")
 
 
 def main() -> None:

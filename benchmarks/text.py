@@ -126,6 +126,8 @@ def full_val_loss(loss_fn, data: torch.Tensor, block: int = 64) -> float:
 
 
 def bench_train(args) -> dict:
+    import tempfile
+
     import lightning as L
 
     from zoo.models.gpt import GPT
@@ -162,6 +164,7 @@ def bench_train(args) -> dict:
         results["genzoo_model_plain_loop"].append(nanogpt_train(Ours(), data, args.steps))
         clock = Clock()
         trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=args.steps + 5, gradient_clip_val=1.0,
+                            default_root_dir=tempfile.mkdtemp(prefix="genzoo-bench-"),
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=0, log_every_n_steps=50, callbacks=[clock])
         torch.manual_seed(0)

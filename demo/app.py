@@ -250,7 +250,7 @@ def uploaded_digit(path: str) -> torch.Tensor:
     w, h = image.size
     if w != h or w % 8 or w > LIMITS["image_side"]:
         raise ValueError(f"{name} must be a square digit image whose side is a multiple of 8 "
-                       f"(8x8 up to {LIMITS['image_side']}x{LIMITS['image_side']}), got {w}x{h}")
+                         f"(8x8 up to {LIMITS['image_side']}x{LIMITS['image_side']}), got {w}x{h}")
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 0.05:
         raise ValueError(f"{name} must be a grayscale digit, got a colour image")
@@ -324,7 +324,7 @@ def generate_images(name: str, n: float, seed: float, label: str, steps: float, 
     if zoo.model_info(name).family == "diffusion":
         conditions.update(steps=as_int(steps, "sampler steps", 1, LIMITS["diffusion_steps"]), sampler=sampler,
                           guidance=float(guidance) if conditional(m) else None, progress=False)
-    grid = make_grid(m.sample(n, seed=seed, **conditions), nrow=nrow, scale=4)
+    grid = make_grid(m.sample(n, seed=seed, **conditions), nrow=nrow, scale=8)
     return grid, save_png(grid, f"{name}-seed{seed}")
 
 
@@ -348,14 +348,15 @@ def images_tab() -> None:
                 n = gr.Slider(1, LIMITS["images"], value=16, step=1, label=f"samples (max {LIMITS['images']})")
                 seed = gr.Number(0, precision=0, label="seed", minimum=0)
                 label = gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
-                steps = gr.Slider(1, LIMITS["diffusion_steps"], value=50, step=1, label="sampler steps (diffusion)",
-                                  visible=False)
+                steps = gr.Slider(1, LIMITS["diffusion_steps"], value=25, step=1,
+                                  label="sampler steps (diffusion; fewer is faster)", visible=False)
                 guidance = gr.Slider(0, 10, value=1.0, step=0.1, label="guidance scale (conditional diffusion; "
                                      "1 = conditional only)", visible=False)
                 sampler = gr.Radio(["ddim", "ddpm"], value="ddim", label="sampler (diffusion)", visible=False)
                 button = gr.Button("Generate", variant="primary", elem_id="images-generate")
             with gr.Column(scale=2):
-                grid = gr.Image(type="pil", format="png", label="samples", elem_id="images-grid", interactive=False)
+                grid = gr.Image(type="pil", format="png", label="samples", elem_id="images-grid", interactive=False,
+                                height=320)
                 download = gr.File(label="PNG download", interactive=False)
         name.change(friendly(image_controls), name, [label, steps, guidance, sampler], api_name=False)
         button.click(generate_images, [name, n, seed, label, steps, guidance, sampler], [grid, download],
@@ -415,8 +416,8 @@ def walk_tab() -> None:
                     digit_b = gr.Image(type="filepath", image_mode=None, label="digit B (optional)", sources=["upload"])
                 button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
             with gr.Column(scale=2):
-                strip = gr.Image(type="pil", format="png", label="interpolation", interactive=False)
-                gif = gr.Image(type="filepath", label="animated GIF", interactive=False)
+                strip = gr.Image(type="pil", format="png", label="interpolation", interactive=False, height=200)
+                gif = gr.Image(type="filepath", label="animated GIF", interactive=False, height=240)
         button.click(latent_walk, [name, seed_a, seed_b, steps, label, digit_a, digit_b], [strip, gif],
                      api_name="latent_walk")
 
@@ -757,7 +758,7 @@ def anomalies_tab() -> None:
                 top = gr.Slider(1, LIMITS["digits"], value=8, step=1, label="show the most unusual")
                 button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
             with gr.Column(scale=2):
-                grid = gr.Image(type="pil", format="png", label="most unusual first", interactive=False)
+                grid = gr.Image(type="pil", format="png", label="most unusual first", interactive=False, height=240)
                 table = gr.Dataframe(headers=["digit #", "score (nats)", "percentile among training digits"],
                                      label="scores", interactive=False)
                 chart = gr.BarPlot(x="score", y="fraction", color="digits", label="score distribution",
@@ -816,7 +817,7 @@ def classifier_tab() -> None:
                 seed = gr.Number(0, precision=0, label="seed", minimum=0)
                 sample = gr.Button("Sample this class", elem_id="classifier-sample")
             with gr.Column(scale=1):
-                samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False)
+                samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False, height=260)
         button.click(classify, [name, sketch, upload], [seen, probabilities], api_name="classify")
         sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
 

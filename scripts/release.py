@@ -71,7 +71,7 @@ model-index:
 | seed | 0 (`seed_everything`) |
 | hardware | {hardware} |
 | training time | {train_time} |
-| parameters | {params:,}{params_note} ({size_kb:.0f} KB in safetensors) |
+| parameters | {params:,} ({size_kb:.0f} KB in safetensors){params_note} |
 
 ## Test metrics
 
@@ -258,7 +258,8 @@ def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[
         metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
         metric_table="\n".join(f"| {k} | {v:.3f} |" for k, v in metrics.items()),
         hardware=hardware, train_time=train_time, params=sum(t.numel() for t in weights.values()),
-        params_note=" (with the EMA copy used for sampling)" if family in ("gan", "diffusion") else "",
+        params_note={"gan": "; counts the discriminator and the EMA generator",
+                     "diffusion": "; counts the UNet and its EMA copy"}.get(family, ""),
         size_kb=(target / hub.WEIGHTS_NAME).stat().st_size / 1024,
     ) + family_notes(model, metrics, recipe_model_args(name)) + f"\n## Limits\n\n{LIMITS[family]}\n"
     (target / hub.CARD_NAME).write_text(card)

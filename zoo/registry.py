@@ -97,6 +97,9 @@ PRETRAINED: dict[str, ModelInfo] = {
                   "loss", "val loss, nats/char"),
         ModelInfo("gmm-digits", "gmm", "digits", "Gaussian mixture, 10 full-covariance components, dequantised pixels",
                   "log_likelihood", "test log P(x), nats"),
+        ModelInfo("hmm-shakespeare-char", "hmm", "tinyshakespeare",
+                  "Categorical HMM over characters, 32 states, Baum-Welch (strings in, strings out)",
+                  "nll", "val nll, nats/char"),
         ModelInfo("nb-digits", "nb", "digits", "Gaussian naive Bayes classifier of digits (samples any digit 0-9)",
                   "accuracy", "test accuracy"),
     ]

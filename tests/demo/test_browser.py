@@ -32,7 +32,7 @@ def test_generate_images_in_the_browser(page, tmp_path):
     grid = page.locator("#images-grid img")
     expect(grid).to_be_visible(timeout=30_000)
     size = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", grid.element_handle())
-    assert size == [(10 * 9 + 1) * 4, (2 * 9 + 1) * 4]  # cvae-digits: 16 samples, a column per class, x4
+    assert size == [(10 * 9 + 1) * 8, (2 * 9 + 1) * 8]  # cvae-digits: 16 samples, a column per class, x8
     shot = Path(os.environ.get("GENZOO_DEMO_SCREENSHOT") or tmp_path / "demo.png")
     page.screenshot(path=str(shot), full_page=False)
     assert Image.open(shot).size == (1280, 900)

@@ -51,7 +51,8 @@ def test_serves_quickly_with_every_available_tab(demo_server, client):
     _, startup = demo_server
     assert startup < 60  # the server is up before any model is loaded (they load on first use)
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/images", "/latent_walk", "/text", "/mixtures", "/anomalies", "/classify", "/class_samples"} <= endpoints
+    assert endpoints == {"/images", "/latent_walk", "/text", "/mixtures", "/hmm_sample", "/viterbi", "/anomalies",
+                         "/classify", "/class_samples"}
 
 
 def test_model_cards_are_linked_and_served(demo_server):
@@ -67,7 +68,7 @@ def test_model_cards_are_linked_and_served(demo_server):
 
 def test_images_grid_and_png_download_are_deterministic(client):
     grid, png = client.predict("vae-digits", 16, 0, "any", 50, 2.0, "ddim", api_name="/images")
-    assert Image.open(grid).size == grid_size(4, 4, 4) and Image.open(png).format == "PNG"
+    assert Image.open(grid).size == grid_size(4, 4, 8) and Image.open(png).format == "PNG"
     assert np.array_equal(pixels(grid), pixels(png))
     again, _ = client.predict("vae-digits", 16, 0, "any", 50, 2.0, "ddim", api_name="/images")
     other, _ = client.predict("vae-digits", 16, 1, "any", 50, 2.0, "ddim", api_name="/images")
@@ -76,19 +77,19 @@ def test_images_grid_and_png_download_are_deterministic(client):
 
 def test_images_conditional_labels(client):
     grid, _ = client.predict("cvae-digits", 20, 0, "any", 50, 2.0, "ddim", api_name="/images")
-    assert Image.open(grid).size == grid_size(10, 2, 4)  # one column per class
+    assert Image.open(grid).size == grid_size(10, 2, 8)  # one column per class
     threes, _ = client.predict("cvae-digits", 5, 0, "3", 50, 2.0, "ddim", api_name="/images")
-    assert Image.open(threes).size == grid_size(3, 2, 4)
+    assert Image.open(threes).size == grid_size(3, 2, 8)
 
 
 def test_images_of_the_gan_and_the_diffusion_model(client):
-    sevens, _ = client.predict("ddpm-digits", 8, 0, "7", 10, 2.0, "ddim", api_name="/images")
-    assert Image.open(sevens).size == grid_size(3, 3, 4)
-    again, _ = client.predict("ddpm-digits", 8, 0, "7", 10, 2.0, "ddim", api_name="/images")
-    ancestral, _ = client.predict("ddpm-digits", 8, 0, "7", 10, 2.0, "ddpm", api_name="/images")
+    sevens, _ = client.predict("ddpm-digits", 4, 0, "7", 5, 2.0, "ddim", api_name="/images")
+    assert Image.open(sevens).size == grid_size(2, 2, 8)
+    again, _ = client.predict("ddpm-digits", 4, 0, "7", 5, 2.0, "ddim", api_name="/images")
+    ancestral, _ = client.predict("ddpm-digits", 4, 0, "7", 5, 2.0, "ddpm", api_name="/images")
     assert np.array_equal(pixels(sevens), pixels(again)) and not np.array_equal(pixels(sevens), pixels(ancestral))
     gan, _ = client.predict("dcgan-digits", 20, 0, "any", 50, 2.0, "ddim", api_name="/images")
-    assert Image.open(gan).size == grid_size(10, 2, 4)
+    assert Image.open(gan).size == grid_size(10, 2, 8)
 
 
 @pytest.mark.parametrize("args, message", [  # ranges are checked by gradio's widgets, the rest by the demo and zoo
@@ -112,7 +113,7 @@ def test_twenty_concurrent_image_requests_all_complete(client):
     start = time.perf_counter()
     jobs = [client.submit("vae-digits", 16, seed, "any", 50, 2.0, "ddim", api_name="/images") for seed in range(20)]
     grids = [job.result(timeout=60)[0] for job in jobs]
-    assert all(Image.open(grid).size == grid_size(4, 4, 4) for grid in grids)
+    assert all(Image.open(grid).size == grid_size(4, 4, 8) for grid in grids)
     assert len({pixels(grid).tobytes() for grid in grids}) == 20  # 20 seeds, 20 different grids
     assert time.perf_counter() - start < 60
 
@@ -289,3 +290,21 @@ def test_anomalies_under_the_gmm(client, digit_files):
     assert table["data"][0][0] == 5  # the checkerboard is the most unusual under the mixture too
     again = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")[1]
     assert again["data"] == table["data"]  # seeded dequantisation: the same scores every time
+
+
+# -- Sequences ---------------------------------------------------------------------------------
+
+
+def test_hmm_sample_is_coloured_by_state_and_deterministic(client):
+    coloured, text = client.predict("hmm-shakespeare-char", 120, 0, api_name="/hmm_sample")
+    assert len(text) == 120 and "".join(part["token"] for part in coloured) == text
+    assert all(part["class_or_confidence"].startswith("state ") for part in coloured)
+    assert client.predict("hmm-shakespeare-char", 120, 0, api_name="/hmm_sample")[1] == text
+
+
+def test_hmm_viterbi_colours_every_character(client):
+    coloured, summary = client.predict("hmm-shakespeare-char", "To be, or not to be", api_name="/viterbi")
+    assert "".join(part["token"] for part in coloured) == "To be, or not to be"
+    assert "nats per character" in summary
+    with pytest.raises(AppError, match="the text is empty"):
+        client.predict("hmm-shakespeare-char", "", api_name="/viterbi")

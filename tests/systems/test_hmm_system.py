@@ -52,3 +52,27 @@ def test_text_model_reads_and_writes_strings(tmp_path):
 def test_gaussian_family_model_samples_tensors():
     model = zoo.create("hmm", n_states=2, emission="gaussian", n_features=3)
     assert model.sample(4, seed=0, length=6).shape == (4, 6, 3)
+
+
+def test_ddp_two_processes_give_the_parameters_of_one(tmp_path):
+    """A 5,000-character corpus in 79 chunks: rank 1 gets a padded repeat, which the E-step must drop."""
+    import os
+    import subprocess
+    import sys
+
+    from zoo.data.text import read_text
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(read_text("tinyshakespeare")[:5000])
+    args = ["fit", "--config", str(ROOT / "recipes" / "hmm-shakespeare-char.yaml"), "--data.corpus", str(corpus),
+            "--model.net.n_states", "5", "--model.net.n_symbols", "53", "--data.seq_len", "57", "--data.batch_size", "16",
+            "--trainer.max_epochs", "3", "--trainer.precision", "64-true", "--trainer.limit_val_batches", "0", *QUIET]
+    run_lightning([*args, "--trainer.default_root_dir", str(tmp_path / "one")])
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                          "--trainer.default_root_dir", str(tmp_path / "two")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one = zoo.load(str(tmp_path / "one" / "version_0" / "pretrained")).state_dict()
+    two = zoo.load(str(tmp_path / "two" / "version_0" / "pretrained")).state_dict()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-7, msg=key)

@@ -18,6 +18,7 @@ TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--tr
         "--trainer.accelerator", "cpu", "--trainer.check_val_every_n_epoch", "1"]
 SMALL_NETS = {"dcgan-digits": ["--model.net.hidden", "8", "--model.net.latent_dim", "4"],
               "ddpm-digits": ["--model.net.base", "8", "--model.metric_steps", "2"],
+              "cvae-digits": ["--model.net.hidden", "8", "--model.iwae_k", "2"],  # the callback serves the VAE too
               "digits-classifier": ["--model.net.hidden", "4"]}
 QUALITY = json.dumps([{"class_path": "zoo.systems.callbacks.ImageQuality", "init_args": {"n": 40, "every_n_epochs": 1}}])
 
@@ -31,7 +32,7 @@ def logged(run: Path) -> dict[str, float]:
     return values
 
 
-@pytest.mark.parametrize("name", ["dcgan-digits", "ddpm-digits", "digits-classifier"])
+@pytest.mark.parametrize("name", ["dcgan-digits", "ddpm-digits", "cvae-digits", "digits-classifier"])
 def test_recipe_smoke_fit_exports_a_loadable_model(name, tmp_path):
     extra = [] if name == "digits-classifier" else ["--trainer.callbacks", QUALITY]
     run_lightning(["fit", "--config", str(ROOT / "recipes" / f"{name}.yaml"), "--trainer.default_root_dir",

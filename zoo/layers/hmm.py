@@ -7,11 +7,17 @@ symbols, or a mixture of Gaussians. Everything runs on a padded batch of sequenc
 * **Forward algorithm, scaled** (Rabiner eq. 91-92): alpha_t = normalise((alpha_{t-1} A) * e_t), with
   the emission probabilities e_t shifted by their per-step maximum before ``exp``, so one
   (B, K) x (K, K) matmul per step and no log-sum-exp in the loop; log p(x) = sum_t log c_t + shift_t.
-  Stable for any length (100,000 steps and more). Should every state's (alpha A) * e underflow
-  at some step (a transition of probability ~0 into the only plausible state), those sequences
-  are recomputed in the log domain, so the answer is exact either way.
+  Stable for any length (100,000 steps and more). Shifted emissions are floored at the smallest
+  normal float (denormals are slow and imprecise); should a step's scaling factor come near that
+  floor (a transition of probability ~0 into the only plausible state), those sequences are
+  recomputed in the log domain, so the answer is exact either way.
 * **Forward-backward** for posteriors and Baum-Welch statistics, the same scaling (eq. 93-94).
-* **Viterbi** in the log domain, back-pointers kept per step, backtracking in numpy.
+* **Viterbi** in the log domain; instead of storing back-pointers, backtracking (in numpy)
+  recomputes the one argmax it needs per step, so the forward pass is a max, never an argmax.
+
+The recursions run on one intra-op thread with denormals flushed (see ``_one_thread``): each step
+is latency-bound, and a second thread only adds hand-offs. Emission log-probabilities for all
+steps are computed up front in one batched op.
 
 Sequences are sorted by length once, so at step t the active sequences are a prefix of the batch.
 A sequence of length 0 has log-probability 0 (the empty sequence is certain: the model has

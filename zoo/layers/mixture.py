@@ -13,10 +13,13 @@ layer can sit inside a bigger network. EM (Dempster et al. 1977) runs on the sam
 ``e_step`` returns sufficient statistics summed over a batch (so they stream over a DataLoader and
 add up across processes), ``m_step`` turns them into parameters in closed form.
 
-Speed: the E-step is one (N, D) x (D, K*D) matrix product per chunk of rows; the M-step
-statistics of "full" are one (K, N) x (N, D(D+1)/2) product against each row's packed outer
-product x x^T (computed once per fit). float32 is the default (per-sample log-likelihoods agree
-with float64 to ~1e-5 relative on standardised data); call ``.double()`` for float64.
+Speed: the E-step of ``fit`` is two matrix products per chunk of rows. Each row's "design"
+[packed x x^T (or x^2), x] is computed once per fit; log pi_k N(x; mu_k, Sigma_k) is then
+design @ W + b (the quadratic form expanded), and the statistics r^T @ design give every
+sum_n r_nk x_n x_n^T and sum_n r_nk x_n at once. Exponentials use exp2 (torch's CPU exp is slow on
+underflowing arguments). float32 is the default: on the benchmark's data the final mean
+log-likelihood per sample is within 1e-5 relative of float64's, and a test holds EM trajectories
+within 1e-4; call ``.double()`` for float64.
 
 Example::
 

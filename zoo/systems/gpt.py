@@ -113,7 +113,8 @@ class GPTSystem(GenerativeSystem):
         no_decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
-                                lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+                                lr=self.hparams.lr, betas=tuple(self.hparams.betas),
+                                fused=True)  # one kernel for all parameters, on CPU too: a faster step
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         ratio = self.hparams.min_lr / self.hparams.lr
         warmup = self.hparams.warmup_steps
