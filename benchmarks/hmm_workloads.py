@@ -170,7 +170,8 @@ def hmm_rows(quick: bool = False) -> list[dict]:
         warnings.simplefilter("ignore")
         for i, (workload, reps) in enumerate(zip(names, repeats)):
             for tool, fns in tools.items():
-                fns[i]()  # warm-up (first-call overheads, lazy imports)
+                if reps > 1:
+                    fns[i]()  # warm-up (first-call overheads, lazy imports); a fit of seconds needs none
                 seconds, ll = _timed(fns[i], reps)
                 rows.append({"workload": workload, "tool": tool, "seconds": seconds, "loglik_per_sample": ll})
     return rows

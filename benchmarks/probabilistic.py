@@ -76,11 +76,14 @@ def kmeans_start(x: np.ndarray, k: int, covariance_type: str) -> tuple[np.ndarra
     return gmm.weights.detach().numpy(), gmm.means.detach().numpy(), gmm.covariances.detach().numpy()
 
 
+GMM_KINDS = ("full", "diag")  # set by --gmm
+
+
 def gmm_rows(quick: bool) -> list[dict]:
     n, d, k, iters = (10_000, 16, 8, 10) if quick else (100_000, 16, 32, 100)
     x = mixture_data(n, d, k)
     rows = []
-    for kind in ("full", "diag"):
+    for kind in GMM_KINDS:
         workload = f"GMM {kind} N={n} D={d} K={k} x{iters}"
         weights, means, covs = kmeans_start(x, k, kind)
         rows.append(row(workload, OURS + " float32", lambda: _ours_gmm(x, weights, means, covs, kind, iters, torch.float32)))
@@ -155,13 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="threads for torch and NumPy's BLAS alike (default: torch's default)")
     parser.add_argument("--repeat", type=int, help="runs per row, the fastest reported (default 1)")
+    parser.add_argument("--gmm", choices=["full", "diag"], action="append", help="only these GMM workloads")
     parser.add_argument("--only", choices=["gmm", "hmm", "nb"], action="append", help="run only these families")
     args = parser.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
 
-    global REPEAT
+    global REPEAT, GMM_KINDS
     REPEAT = args.repeat or 1
+    GMM_KINDS = tuple(args.gmm or GMM_KINDS)
 
     torch.set_num_threads(args.threads)
     families = args.only or ["gmm", "hmm", "nb"]
