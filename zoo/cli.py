@@ -132,20 +132,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def load_demo():
-    """demo/app.py: the installed ``demo`` package, else the file beside ``zoo`` in a source checkout."""
+    """demo/app.py, installed as ``zoo.demo.app`` (pyproject maps demo/ there)."""
     import importlib
-    import importlib.util
 
-    try:
-        return importlib.import_module("demo.app")
-    except ModuleNotFoundError:
-        path = Path(__file__).resolve().parents[1] / "demo" / "app.py"
-        if not path.is_file():
-            raise ValueError(f"demo/app.py not found (looked in {path.parent}); run from a genzoo checkout") from None
-        spec = importlib.util.spec_from_file_location("genzoo_demo_app", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+    return importlib.import_module("zoo.demo.app")
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
