@@ -141,7 +141,7 @@ def pomegranate_tool(x: np.ndarray, truth: dict, init: dict, n_iter: int):
 def _path_log_prob(params: dict, x: torch.Tensor, paths: torch.Tensor) -> float:
     """log p(x, z) of given state paths under the parameters (float64)."""
     hmm = HiddenMarkovModel.from_params(**params)
-    log_e = hmm.emission.log_prob(x.double().reshape(-1, D)).view(*paths.shape, K)
+    log_e = hmm.emission.log_prob(x.double().reshape(-1, D)).T.reshape(*paths.shape, K)  # (K, N) -> (n, T, K)
     z = paths.long()
     ll = hmm.startprob.log()[z[:, 0]] + log_e.gather(2, z[..., None]).squeeze(-1).sum(1)
     ll = ll + hmm.transmat.log()[z[:, :-1], z[:, 1:]].sum(1)
@@ -179,7 +179,6 @@ def hmm_rows(quick: bool = False) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     """Rows grouped by workload, with each time's ratio to the fastest non-genzoo tool."""
-    print(f"torch threads: {torch.get_num_threads()}; log-likelihood per observed step")
     print(f"{'workload':40} {'tool':20} {'seconds':>9} {'vs best other':>14} {'loglik/step':>12}")
     for workload in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == workload]
@@ -200,6 +199,7 @@ def main() -> None:
 
         limits = threadpool_limits(args.threads)  # noqa: F841 - numpy's BLAS (hmmlearn), kept for the run
         torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()}; log-likelihood per observed step")
     rows = hmm_rows(args.quick)
     print(json.dumps(rows, indent=2)) if args.json else print_table(rows)
 
