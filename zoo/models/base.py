@@ -32,6 +32,8 @@ class GenerativeModel(nn.Module):
     #: The most samples one ``sample`` call draws; more is almost always a mistake (a huge n
     #: would exhaust memory). Draw in several calls if you really need more.
     max_samples: ClassVar[int] = 100_000
+    #: classes of a class-conditional model (set in __init__), None for an unconditional one
+    num_classes: int | None = None
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -65,6 +67,23 @@ class GenerativeModel(nn.Module):
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.max_samples:
             raise ValueError(f"n must be an integer in 1..{self.max_samples}, got {n!r}")
         return n
+
+    def check_labels(self, labels: Any, n: int, *, required: bool = False) -> torch.Tensor | None:
+        """labels as a (n,) long tensor in [0, num_classes), or None for an unconditional call."""
+        if labels is None:
+            if required and self.num_classes:
+                raise ValueError(f"labels are required: this {type(self).__name__} is conditional on {self.num_classes} classes")
+            return None
+        if not self.num_classes:
+            raise ValueError(f"labels were given, but this {type(self).__name__} is unconditional (num_classes=None)")
+        labels = torch.as_tensor(labels, device=self.device)
+        if labels.dim() == 0:
+            labels = labels.expand(n)
+        if labels.is_floating_point() or labels.is_complex() or labels.shape != (n,):
+            raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
+        return labels.long()
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator seeded with `seed` on the model's device, or None (global RNG)."""

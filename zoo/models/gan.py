@@ -163,21 +163,6 @@ class GAN(GenerativeModel):
         self.generator_ema.eval()  # always: its batch-norm statistics are copied, never updated
         return self
 
-    def check_labels(self, labels: Any, n: int) -> Tensor | None:
-        """labels as a (n,) long tensor in [0, num_classes), or None."""
-        if labels is None:
-            return None
-        if not self.num_classes:
-            raise ValueError("labels were given, but this GAN is unconditional (num_classes=None)")
-        labels = torch.as_tensor(labels, device=self.device)
-        if labels.dim() == 0:
-            labels = labels.expand(n)
-        if labels.is_floating_point() or labels.is_complex() or labels.shape != (n,):
-            raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
-        return labels.long()
-
     def update_ema(self) -> None:
         ema_update(self.generator_ema, self.generator, self.ema_decay)
 

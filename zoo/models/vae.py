@@ -106,23 +106,6 @@ class VAE(GenerativeModel):
                              f"got range [{x.min().item():.3g}, {x.max().item():.3g}]")
         return x
 
-    def check_labels(self, labels: Any, n: int, *, required: bool = False) -> Tensor | None:
-        """labels as a (n,) long tensor in [0, num_classes), or None for an unconditional call."""
-        if labels is None:
-            if required and self.num_classes:
-                raise ValueError(f"labels are required: this VAE is conditional on {self.num_classes} classes")
-            return None
-        if not self.num_classes:
-            raise ValueError("labels were given, but this VAE is unconditional (num_classes=None)")
-        labels = torch.as_tensor(labels, device=self.device)
-        if labels.dim() == 0:
-            labels = labels.expand(n)
-        if labels.is_floating_point() or labels.is_complex() or labels.shape != (n,):
-            raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
-        return labels.long()
-
     def _with_label(self, t: Tensor, labels: Tensor | None) -> Tensor:
         """Append one-hot labels: as constant planes to images, as features to vectors."""
         if labels is None:
