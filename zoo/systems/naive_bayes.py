@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 from zoo.models.naive_bayes import NaiveBayes
 from zoo.systems.em import EMSystem
