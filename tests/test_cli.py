@@ -71,3 +71,9 @@ def test_push_uploads_the_packaged_folder(monkeypatch, capsys):
 def test_help_says_what_each_command_does(command, words):
     out = genzoo(*command, "--help")
     assert out.returncode == 0 and words in out.stdout
+
+
+def test_eval_of_an_image_model_names_its_feature_extractor(capsys):
+    assert main(["eval", "dcgan-digits", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["feature_extractor"].startswith("digits-classifier") and out["fid"] > 0 and out["floor_fid"] > 0

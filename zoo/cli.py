@@ -100,15 +100,20 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     import logging
 
-    from zoo.systems.evaluate import evaluate
+    from zoo.systems.evaluate import N_GENERATED, evaluate
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no Trainer banners around the table
 
     metrics = evaluate(args.name, split=args.split, seed=args.seed)
+    # every FID/KID/IS number says which extractor produced it
+    extractor = "digits-classifier features (FID/KID), logits (IS)" if "fid" in metrics else None
     if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
+        print(json.dumps({**metrics, **({"feature_extractor": extractor} if extractor else {})}, indent=2))
+        return
+    print_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
+    if extractor:
+        print(f"fid/kid/is: {N_GENERATED:,} samples vs the {args.split} split; extractor: {extractor}; "
+              "floor_*: the training images scored the same way")
 
 
 def cmd_push(args: argparse.Namespace) -> None:
