@@ -19,12 +19,10 @@ import os
 import platform
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
+from release_common import metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,16 +150,6 @@ EXTRA = {"digits-classifier": ("classifier", "digits",
                                "Small convolutional digits classifier, the feature extractor of genzoo's FID/KID/IS")}
 
 
-def train(name: str) -> tuple[Path, float]:
-    recipe = ROOT / "recipes" / f"{name}.yaml"
-    root = ROOT / "runs" / f"release-{name}"
-    shutil.rmtree(root, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(recipe),
-                    "--trainer.default_root_dir", str(root)], check=True, cwd=ROOT)
-    return root / "version_0", time.perf_counter() - start
-
-
 def describe(name: str) -> tuple[str, str, str]:
     """(family, dataset, description) of a packaged name."""
     if name in EXTRA:
@@ -254,9 +242,7 @@ def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[
         tag="generative" if is_generator else "feature-extractor",
         task="unconditional-image-generation" if is_generator else "image-classification",
         usage=example, after_usage=after, eval_target=f"zoo/pretrained/{name}" if name in EXTRA else name,
-        metric_names="\n".join(f"- {k}" for k in metrics),
-        metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
-        metric_table="\n".join(f"| {k} | {v:.3f} |" for k, v in metrics.items()),
+        **metric_fields(metrics),
         hardware=hardware, train_time=train_time, params=sum(t.numel() for t in weights.values()),
         params_note={"gan": "; counts the discriminator and the EMA generator",
                      "diffusion": "; counts the UNet and its EMA copy"}.get(family, ""),

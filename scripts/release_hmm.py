@@ -17,12 +17,11 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from release_common import metric_fields, train
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,21 +190,12 @@ def ours(n_iter: int | None = None) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "train_ll_history"}, indent=2))
 
 
-def train() -> tuple[Path, float]:
-    root = ROOT / "runs" / f"release-{NAME}"
-    shutil.rmtree(root, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(RECIPE),
-                    "--trainer.default_root_dir", str(root)], check=True, cwd=ROOT)
-    return root / "version_0", time.perf_counter() - start
-
-
 def release(run: Path | None, train_time: str | None) -> None:
     from zoo import hub
     from zoo.systems.evaluate import evaluate
 
     if run is None:
-        run, seconds = train()
+        run, seconds = train(NAME)
         train_time = f"{seconds:.0f} s wall (including validation every 10 epochs)"
     target = ROOT / "zoo" / "pretrained" / NAME
     target.mkdir(parents=True, exist_ok=True)
@@ -218,9 +208,7 @@ def release(run: Path | None, train_time: str | None) -> None:
     config = json.loads((target / hub.CONFIG_NAME).read_text())
     card = CARD.format(
         name=NAME, n_states=config["init_args"]["n_states"], n_iter=recipe()["trainer"]["max_epochs"],
-        metric_names="\n".join(f"- {k}" for k in metrics),
-        metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
-        metric_table="\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items()),
+        **metric_fields(metrics, table_digits=4),
         hardware=f"{platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})",
         train_time=train_time or "not measured", params=sum(t.numel() for t in weights.values()),
         size_kb=(target / hub.WEIGHTS_NAME).stat().st_size / 1024, ours_nll=metrics["nll"],

@@ -14,12 +14,10 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
+from release_common import metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,15 +131,6 @@ Pixels are independent given the class: samples are noisy, blurred class average
 """
 
 
-def train(name: str) -> tuple[Path, float]:
-    root = ROOT / "runs" / f"release-{name}"
-    shutil.rmtree(root, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(ROOT / "recipes" / f"{name}.yaml"),
-                    "--trainer.default_root_dir", str(root)], check=True, cwd=ROOT)
-    return root / "version_0", time.perf_counter() - start
-
-
 def sklearn_gmm_reference() -> str:
     from sklearn.mixture import GaussianMixture
 
@@ -208,9 +197,7 @@ def main() -> None:
     assert family in FAMILIES
     card = HEADER.format(
         name=args.name, family=family, task=task, description=description, usage=usage, body=body.rstrip(),
-        metric_names="\n".join(f"- {k}" for k in metrics),
-        metric_entries="\n".join(f"    - type: {k}\n      value: {v:.3f}" for k, v in metrics.items()),
-        metric_table="\n".join(f"| {k} | {v:.3f} |" for k, v in metrics.items()),
+        **metric_fields(metrics),
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads (torch {torch.__version__}), shared",
         train_time=train_time, params=sum(t.numel() for t in weights.values()),
         size_kb=(target / hub.WEIGHTS_NAME).stat().st_size / 1024)
