@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.layers._fast import LOG2E as _LOG2E
-from zoo.layers._fast import logsumexp, softmax
+from zoo.layers._fast import exp2_cut, logsumexp, softmax
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 _CHUNK = 16384  # rows per E-step chunk: keeps the (rows, K) and (rows, K*D) intermediates a few MB
@@ -241,7 +241,7 @@ class GaussianMixture(nn.Module):
         for f in design.split(_CHUNK):
             log2_r = torch.addmm(bias, f, weights)  # (C, K): log2 [pi_k N(x_n; mu_k, Sigma_k)], step E1
             top = log2_r.amax(1, keepdim=True)  # (C, 1)
-            r = log2_r.sub_(top).exp2_()  # (C, K), unnormalised
+            r = exp2_cut(log2_r.sub_(top))  # (C, K), unnormalised; no slow denormals
             total = r.sum(1, keepdim=True)  # (C, 1)
             r.mul_(total.reciprocal())  # responsibilities r_nk, step E2
             ll += (top + total.log2()).sum(dtype=f64) / _LOG2E  # log p(x_n) = logsumexp_k, in nats
