@@ -69,11 +69,19 @@ def test_partial_fit_over_batches_equals_fit(digits, kind):
 def test_sparse_counts_equal_dense(digits, cls):
     x, y = digits
     dense = cls(10, 64).double().fit(torch.from_numpy(x), torch.from_numpy(y))
-    for sparse in (sp.csr_matrix(x.astype(np.int64)), torch.from_numpy(x).to_sparse()):
+    canonical = sp.csr_matrix(x.astype(np.int64))
+    half = canonical.data // 2  # every count stored as two entries: a valid CSR matrix, not canonical
+    duplicated = sp.csr_matrix((np.c_[half, canonical.data - half].ravel(), np.repeat(canonical.indices, 2),
+                                2 * canonical.indptr), shape=x.shape)
+    assert not duplicated.has_canonical_format
+    before = [a.copy() for a in (canonical.data, canonical.indices, canonical.indptr)]
+    for sparse in (canonical, duplicated, duplicated.tocsc(), torch.from_numpy(x).to_sparse()):
         model = cls(10, 64).double().fit(sparse, y)
         torch.testing.assert_close(model.feature_logits, dense.feature_logits)
         torch.testing.assert_close(model.log_prob(sparse), dense.log_prob(torch.from_numpy(x)))
         torch.testing.assert_close(model.log_prob(sparse, y), dense.log_prob(torch.from_numpy(x), y))
+    for a, b in zip((canonical.data, canonical.indices, canonical.indptr), before):  # shared, never written
+        np.testing.assert_array_equal(a, b)
 
 
 def test_multinomial_log_prob_is_a_probability_over_count_vectors():

@@ -43,12 +43,16 @@ def _positive_int(name: str, value: Any, low: int = 1) -> int:
 
 
 def _to_torch(x: Any) -> Tensor:
-    """A tensor from a tensor, an array, or a scipy sparse matrix; sparse input becomes torch CSR."""
+    """A tensor from a tensor, an array, or a scipy sparse matrix; sparse input becomes torch CSR.
+
+    A canonical scipy CSR matrix (sorted, no duplicates: what scipy builds by default) is wrapped
+    without a copy: its arrays are shared, and nothing here writes to them.
+    """
     if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse, without importing scipy
-        csr = x.tocsr(copy=True)
-        csr.sum_duplicates()  # canonical: sorted columns, no repeated entries
-        return _csr(torch.from_numpy(csr.indptr).long(), torch.from_numpy(csr.indices).long(),
-                    torch.from_numpy(csr.data), csr.shape)
+        csr = x if x.format == "csr" and x.has_canonical_format else x.tocsr(copy=True)
+        csr.sum_duplicates()  # canonical: sorted columns, no repeated entries (a no-op when already so)
+        return _csr(torch.from_numpy(csr.indptr), torch.from_numpy(csr.indices), torch.from_numpy(csr.data),
+                    csr.shape)
     x = x if isinstance(x, Tensor) else torch.as_tensor(x)
     if x.layout == torch.sparse_coo:  # CSR products are ~15x faster than COO ones on CPU
         with warnings.catch_warnings():
@@ -64,7 +68,7 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
 
 
 def _rows(x: Tensor) -> Tensor:
-    """Row index of every stored value of a CSR tensor: (nnz,)."""
+    """Row index of every stored value of a CSR tensor: (nnz,) int64."""
     crow = x.crow_indices()
     return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
 
@@ -220,8 +224,10 @@ def _per_class_sum(x: Tensor, y: Tensor, num_classes: int, dtype: torch.dtype = 
     """sum over samples of class c of x_n, for every c: (C, D) in `dtype`; x dense or sparse."""
     if x.layout == torch.strided:
         return torch.zeros(num_classes, x.shape[1], dtype=dtype, device=x.device).index_add_(0, y, x.to(dtype))
-    out = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device)
-    return out.index_put_((y[_rows(x)], x.col_indices()), x.values().double(), accumulate=True)
+    d = x.shape[1]
+    cell = y[_rows(x)] * d + x.col_indices()  # (nnz,) flat (class, feature) of every stored value
+    sums = torch.bincount(cell, weights=x.values().to(dtype), minlength=num_classes * d)  # one pass, no atomics
+    return sums.view(num_classes, d)
 
 
 def _matmul(x: Tensor, w: Tensor) -> Tensor:
