@@ -95,6 +95,22 @@ def test_stable_for_100000_steps():
     assert exact / 100_000 == pytest.approx(-5.4, abs=0.5)
 
 
+def test_no_torch_setting_outlives_a_call():
+    """Denormals are flushed only inside the recursions, per thread; the thread count is never touched."""
+    from zoo.layers.hmm import _flushing_denormals
+
+    model = HiddenMarkovModel.from_params(START, TRANS, means=MEANS, covariances=VARS).float()
+    x, _ = model.sample(3, 40, seed=0)
+    threads = torch.get_num_threads()
+    for flushing in (False, True):
+        torch.set_flush_denormal(flushing)
+        try:
+            model.log_prob(x), model.viterbi(x), model.posterior(x), model.fit(x, max_iter=2, init=False)
+            assert _flushing_denormals() == flushing and torch.get_num_threads() == threads
+        finally:
+            torch.set_flush_denormal(False)
+
+
 def test_underflow_falls_back_to_the_log_domain():
     """A left-right chain with points 50 sd from every reachable state: the scaled pass underflows."""
     start, trans = np.array([1.0, 0, 0]), np.array([[0.9, 0.1, 0], [0, 0.9, 0.1], [0, 0, 1]])
