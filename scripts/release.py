@@ -22,35 +22,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from release_common import metric_fields, train
+from release_common import front_matter, metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEADER = """---
-license: apache-2.0
-library_name: genzoo
-tags:
-- genzoo
-- {tag}
-- {family}
-- {task}
-datasets:
-- {dataset_id}
-metrics:
-{metric_names}
-model-index:
-- name: {name}
-  results:
-  - task:
-      type: {task}
-    dataset:
-      name: {dataset}
-      type: {dataset_id}
-      split: test
-    metrics:
-{metric_entries}
----
-
+HEADER = """{front_matter}
 # {name}
 
 {description}. Trained by genzoo's recipe `recipes/{name}.yaml`; load it with
@@ -164,7 +140,7 @@ def previous_row(card_path: Path, row: str) -> str | None:
     """A row's value in the training table of an existing card (to keep it when only the card is rewritten)."""
     if not card_path.is_file():
         return None
-    match = re.search(rf"^\| {row} \| (.+) \|$", card_path.read_text(), re.M)
+    match = re.search(rf"^\| {row} \| (.+) \|$", card_path.read_text(), re.MULTILINE)
     return match.group(1) if match else None
 
 
@@ -237,11 +213,12 @@ def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[
     dataset_id, dataset = DATASETS[dataset_key]
     is_generator = family != "classifier"
     example, after = usage(name, model)
+    task = "unconditional-image-generation" if is_generator else "image-classification"
+    tags = ["generative" if is_generator else "feature-extractor", family, task]
     card = HEADER.format(
-        name=name, family=family, description=description, dataset=dataset, dataset_id=dataset_id,
-        tag="generative" if is_generator else "feature-extractor",
-        task="unconditional-image-generation" if is_generator else "image-classification",
-        usage=example, after_usage=after, eval_target=f"zoo/pretrained/{name}" if name in EXTRA else name,
+        front_matter=front_matter(name, tags, task, dataset_id, dataset, metrics),
+        name=name, description=description, usage=example, after_usage=after,
+        eval_target=f"zoo/pretrained/{name}" if name in EXTRA else name,
         **metric_fields(metrics),
         hardware=hardware, train_time=train_time, params=sum(t.numel() for t in weights.values()),
         params_note={"gan": "; counts the discriminator and the EMA generator",

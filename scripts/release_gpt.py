@@ -19,39 +19,12 @@ import shutil
 from pathlib import Path
 
 import torch
-from release_common import metric_fields, train
+from release_common import front_matter, metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gpt-shakespeare-char"
 
-CARD = """---
-license: apache-2.0
-library_name: genzoo
-pipeline_tag: text-generation
-tags:
-- genzoo
-- generative
-- gpt
-- gpt2
-- text-generation
-- character-level
-datasets:
-- tinyshakespeare
-metrics:
-{metric_names}
-model-index:
-- name: {name}
-  results:
-  - task:
-      type: text-generation
-    dataset:
-      name: tinyshakespeare (last 10%, nanoGPT's validation split)
-      type: tinyshakespeare
-      split: validation
-    metrics:
-{metric_entries}
----
-
+CARD = """{front_matter}
 # {name}
 
 nanoGPT's "baby GPT" on tinyshakespeare, character level: a 4-layer, 4-head, 128-wide decoder-only
@@ -146,6 +119,10 @@ def main() -> None:
     sample = zoo.load(str(target)).generate("", max_new_tokens=300, temperature=0.8, seed=0)
     weights = hub.read_weights(target)
     card = CARD.format(
+        front_matter=front_matter(NAME, ["generative", "gpt", "gpt2", "text-generation", "character-level"],
+                                  "text-generation", "tinyshakespeare",
+                                  "tinyshakespeare (last 10%, nanoGPT's validation split)", metrics,
+                                  split="validation", pipeline_tag="text-generation"),
         name=NAME, **metric_fields(metrics),
         hardware=f"{platform.machine()} CPU (2 cores, shared), torch {torch.__version__}",
         train_time=train_time, params=sum(t.numel() for t in weights.values()),

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import torch
-from release_common import metric_fields, train
 import yaml
+from release_common import front_matter, metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "hmm-shakespeare-char"
@@ -30,32 +30,7 @@ RECIPE = ROOT / "recipes" / f"{NAME}.yaml"
 BASELINE = ROOT / "runs" / f"{NAME}-hmmlearn.json"
 OURS = ROOT / "runs" / f"{NAME}-genzoo.json"
 
-CARD = """---
-license: apache-2.0
-library_name: genzoo
-tags:
-- genzoo
-- generative
-- hmm
-- hidden-markov-model
-- text-generation
-datasets:
-- tinyshakespeare
-metrics:
-{metric_names}
-model-index:
-- name: {name}
-  results:
-  - task:
-      type: text-generation
-    dataset:
-      name: tinyshakespeare (characters)
-      type: tinyshakespeare
-      split: validation
-    metrics:
-{metric_entries}
----
-
+CARD = """{front_matter}
 # {name}
 
 A categorical hidden Markov model over the 65 characters of tinyshakespeare: {n_states} hidden
@@ -207,6 +182,9 @@ def release(run: Path | None, train_time: str | None) -> None:
     mine = json.loads(OURS.read_text()) if OURS.is_file() else None
     config = json.loads((target / hub.CONFIG_NAME).read_text())
     card = CARD.format(
+        front_matter=front_matter(NAME, ["generative", "hmm", "hidden-markov-model", "text-generation"],
+                                  "text-generation", "tinyshakespeare", "tinyshakespeare (characters)", metrics,
+                                  split="validation"),
         name=NAME, n_states=config["init_args"]["n_states"], n_iter=recipe()["trainer"]["max_epochs"],
         **metric_fields(metrics, table_digits=4),
         hardware=f"{platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})",

@@ -17,35 +17,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from release_common import metric_fields, train
+from release_common import front_matter, metric_fields, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEADER = """---
-license: apache-2.0
-library_name: genzoo
-tags:
-- genzoo
-- generative
-- {family}
-- {task}
-datasets:
-- sklearn-digits
-metrics:
-{metric_names}
-model-index:
-- name: {name}
-  results:
-  - task:
-      type: {task}
-    dataset:
-      name: scikit-learn digits
-      type: sklearn-digits
-      split: test
-    metrics:
-{metric_entries}
----
-
+HEADER = """{front_matter}
 # {name}
 
 {description}. Trained by genzoo's recipe `recipes/{name}.yaml`; load it with
@@ -196,7 +172,9 @@ def main() -> None:
         family = "nb"
     assert family in FAMILIES
     card = HEADER.format(
-        name=args.name, family=family, task=task, description=description, usage=usage, body=body.rstrip(),
+        front_matter=front_matter(args.name, ["generative", family, task], task, "sklearn-digits",
+                                  "scikit-learn digits", metrics),
+        name=args.name, description=description, usage=usage, body=body.rstrip(),
         **metric_fields(metrics),
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads (torch {torch.__version__}), shared",
         train_time=train_time, params=sum(t.numel() for t in weights.values()),
