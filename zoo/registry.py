@@ -93,7 +93,8 @@ PRETRAINED: dict[str, ModelInfo] = {
                   "Class-conditional DDPM (212k-parameter UNet) with DDIM sampling and classifier-free guidance",
                   "fid", "test FID, digits-classifier features; real-data floor 6.29"),
         ModelInfo("gpt-shakespeare-char", "gpt", "tinyshakespeare",
-                  "nanoGPT's baby GPT (4 layers, 128 dims, 64-character context); loads in transformers",
+                  "nanoGPT's baby-GPT configuration in Llama's layout (4 layers, 128 dims, 64-character context); "
+                  "loads in transformers",
                   "loss", "val loss, nats/char"),
         ModelInfo("gmm-digits", "gmm", "digits", "Gaussian mixture, 10 full-covariance components, dequantised pixels",
                   "log_likelihood", "test log P(x), nats"),

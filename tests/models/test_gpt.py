@@ -49,10 +49,10 @@ def test_forward_shapes_and_initial_loss(gpt):
 
 
 def test_transformers_loads_the_folder_with_identical_logits(gpt, folder):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(folder).eval()
-    assert type(hf) is GPT2LMHeadModel
+    assert type(hf) is LlamaForCausalLM
     x = torch.randint(0, gpt.vocab_size, (2, 16))
     with torch.no_grad():
         assert torch.allclose(hf(x).logits, gpt(x), atol=1e-5, rtol=0)
@@ -146,8 +146,12 @@ def test_bad_generation_input_names_the_argument(gpt, kwargs, match):
 
 
 def test_bad_init_arguments():
-    with pytest.raises(ValueError, match="n_embd \\(30\\) must be divisible by n_head \\(4\\)"):
+    with pytest.raises(ValueError, match="n_embd \\(30\\) must be n_head \\(4\\) times an even head size"):
         GPT(vocab_size=10, n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="n_embd \\(12\\) must be n_head \\(4\\) times an even head size"):
+        GPT(vocab_size=10, n_embd=12, n_head=4)  # head size 3: rotary embeddings need pairs
+    with pytest.raises(ValueError, match="rope_theta must be > 1"):
+        GPT(vocab_size=10, rope_theta=0.5)
     with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
         GPT(vocab_size=0)
     with pytest.raises(ValueError, match="tokenizer has 30 tokens but the model's vocab_size is 10"):
@@ -160,8 +164,9 @@ def test_round_trip_keeps_weights_tokenizer_and_transformers_fields(gpt, folder)
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "generation_config.json",
                                                         "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     config = json.loads((folder / "config.json").read_text())
-    assert (config["architecture"], config["family"], config["model_type"]) == ("GPT", "gpt", "gpt2")
-    assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_positions"] == 16
+    assert (config["architecture"], config["family"], config["model_type"]) == ("GPT", "gpt", "llama")
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["max_position_embeddings"] == 16
+    assert config["intermediate_size"] == 88 and config["tie_word_embeddings"] is True
     loaded = zoo.load(str(folder))
     assert isinstance(loaded, GPT) and loaded.extra_config == gpt.extra_config == {}
     assert loaded.generate("Sp", max_new_tokens=30, seed=4) == gpt.generate("Sp", max_new_tokens=30, seed=4)

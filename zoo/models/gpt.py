@@ -1,16 +1,22 @@
-"""A small decoder-only transformer (GPT-2: Radford et al. 2019; nanoGPT's baby GPT) for text generation.
+"""A small decoder-only transformer (Llama's layout: Touvron et al. 2023) for text generation.
 
-The weights use GPT-2's exact names and layout (``transformer.h.0.attn.c_attn.weight`` is (in, out),
-the output head is tied to ``transformer.wte``), and config.json also carries GPT-2's fields, so a
-saved folder *is* a transformers checkpoint::
+The blocks are pre-norm with RMSNorm, rotary position embeddings (RoPE, Su et al. 2021) and a
+SwiGLU MLP, no biases, the output head tied to the token embedding. On nanoGPT's "baby GPT"
+configuration (4 layers, 4 heads, 128 dims, block 64, 2,000 iterations) this reaches a validation
+loss of ~1.68 nats/char where GPT-2's blocks (LayerNorm, learned positions, GELU) reach ~1.89 with
+the same parameter count, optimiser and data (measured side by side: see the model card).
 
-    transformers.AutoModelForCausalLM.from_pretrained(folder)        # GPT2LMHeadModel, same logits
+The weights use transformers' Llama names and layout (``model.layers.0.self_attn.q_proj.weight`` is
+(out, in)), and config.json also carries LlamaConfig's fields, so a saved folder *is* a transformers
+checkpoint::
+
+    transformers.AutoModelForCausalLM.from_pretrained(folder)        # LlamaForCausalLM, same logits
     transformers.pipeline("text-generation", model=folder)           # no custom code
 
 The module itself is plain torch (``F.scaled_dot_product_attention``), so loading and sampling never
 import transformers. Generation has its own lean loop: a preallocated KV cache, one token per step,
-the exponential-race trick for sampling; it is several times faster than transformers' ``generate``
-on small models, where Python overhead per step dominates.
+the Gumbel-max trick for sampling; it is several times faster than transformers' ``generate`` on
+small models, where Python overhead per step dominates.
 
 **Context window**: a prompt may hold up to ``n_positions`` tokens (more is a ValueError). When
 prompt + generated text fill the window, generation slides: the cache is rebuilt from the last
@@ -43,81 +49,119 @@ from zoo.models.base import GenerativeModel
 # -- building blocks ---------------------------------------------------------------------------
 
 
-class Conv1D(nn.Module):
-    """GPT-2's linear layer: ``x @ weight + bias`` with weight stored (in, out), as transformers stores it."""
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight (Llama's LlamaRMSNorm)."""
 
-    def __init__(self, n_in: int, n_out: int):
+    def __init__(self, n: int, eps: float):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_in, n_out))
-        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
-        return out.view(*x.shape[:-1], out.shape[-1])
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def rope_tables(n_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos and sin (n_positions, head_dim) of the rotary embedding, in transformers' "rotate half" layout."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(n_positions, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], -1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE: x * cos + rotate_half(x) * sin, on the last dimension (the head's)."""
+    x1, x2 = x.chunk(2, -1)
+    return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
 class Attention(nn.Module):
-    """Causal multi-head self-attention; with a KV cache when decoding."""
+    """Causal multi-head self-attention with rotary positions; fills a KV cache when asked."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float):
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
-        self.c_attn = Conv1D(n_embd, 3 * n_embd)
-        self.c_proj = Conv1D(n_embd, n_embd)
+        self.q_proj = nn.Linear(n_embd, n_embd, bias=False)
+        self.k_proj = nn.Linear(n_embd, n_embd, bias=False)
+        self.v_proj = nn.Linear(n_embd, n_embd, bias=False)
+        self.o_proj = nn.Linear(n_embd, n_embd, bias=False)
 
-    def forward(self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None) -> Tensor:
-        """`cache`: (keys, values) buffers (B, H, n_positions, D) to fill with this window's keys and values
-        (generation's prefill); `mask`: (B, 1, T, T) booleans replacing the causal mask (left padding)."""
+    def qkv_weight(self) -> Tensor:
+        """q, k and v projections as one (3C, C) matrix: one matmul instead of three."""
+        return torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache: tuple[Tensor, Tensor] | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        """`rope`: cos and sin of each position, broadcastable to (B, H, T, D); `cache`: (keys, values)
+        buffers (B, H, n_positions, D) to fill with this window's (generation's prefill); `mask`: (B, 1, T, T)
+        booleans replacing the causal mask (left padding)."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).view(B, T, 3 * self.n_head, C // self.n_head).transpose(1, 2).chunk(3, dim=1)
-        if cache is not None:  # (B, H, T, D) each
+        qkv = F.linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k = rotate(qkv[:2], *rope).unbind(0)  # (B, H, T, D) each
+        v = qkv[2]
+        if cache is not None:
             cache[0][:, :, :T] = k
             cache[1][:, :, :T] = v
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.c_proj(y)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, n_embd: int, hidden: int):
         super().__init__()
-        self.c_fc = Conv1D(n_embd, 4 * n_embd)
-        self.c_proj = Conv1D(4 * n_embd, n_embd)
+        self.gate_proj = nn.Linear(n_embd, hidden, bias=False)
+        self.up_proj = nn.Linear(n_embd, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, n_embd, bias=False)
+
+    def gate_up_weight(self) -> Tensor:
+        return torch.cat([self.gate_proj.weight, self.up_proj.weight])  # (2 * hidden, C)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x)))  # exact GELU: transformers' "gelu"
+        gate, up = F.linear(x, self.gate_up_weight()).chunk(2, -1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float, eps: float):
+    def __init__(self, n_embd: int, n_head: int, hidden: int, dropout: float, eps: float):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
-        self.attn = Attention(n_embd, n_head, dropout)
-        self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
-        self.mlp = MLP(n_embd)
+        self.input_layernorm = RMSNorm(n_embd, eps)
+        self.self_attn = Attention(n_embd, n_head, dropout)
+        self.post_attention_layernorm = RMSNorm(n_embd, eps)
+        self.mlp = MLP(n_embd, hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop(self.attn(self.ln_1(x), cache, mask))
-        return x + self.drop(self.mlp(self.ln_2(x)))
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache: tuple[Tensor, Tensor] | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), rope, cache, mask))
+        return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+
+
+def swiglu_hidden(n_embd: int) -> int:
+    """The SwiGLU width with the parameters of a 4 x n_embd GELU MLP: 8/3 n_embd, rounded up to a multiple of 8."""
+    return 8 * math.ceil(8 * n_embd / 3 / 8)
 
 
 # -- the model ---------------------------------------------------------------------------------
 
 
 class GPT(GenerativeModel):
-    """GPT-2-layout decoder-only transformer with its tokenizer; generates text.
+    """Decoder-only transformer (Llama layout) with its tokenizer; generates text.
 
     Args:
         vocab_size: tokens in the vocabulary. ``None`` in a recipe: the system takes it from the
             datamodule's tokenizer before training (never typed twice); a GPT with ``None`` has no weights yet.
         n_positions: the context window (block size), in tokens.
-        n_embd, n_layer, n_head: width, depth and attention heads (``n_embd % n_head == 0``).
-        dropout: on embeddings, attention output and MLP output while training.
-        layer_norm_epsilon: LayerNorm's epsilon.
+        n_embd, n_layer, n_head: width, depth and attention heads (``n_embd % n_head == 0``, even head size).
+        intermediate_size: the SwiGLU MLP's width; ``None``: 8/3 n_embd rounded up to a multiple of 8
+            (the parameters of GPT-2's 4 x n_embd MLP).
+        dropout: on attention weights and both residual branches while training.
+        rms_norm_eps: RMSNorm's epsilon.
+        rope_theta: the rotary embedding's base.
     """
 
     family = "gpt"
@@ -125,38 +169,43 @@ class GPT(GenerativeModel):
     max_new_tokens_cap = 10_000
 
     def __init__(self, vocab_size: int | None = None, n_positions: int = 64, n_embd: int = 128, n_layer: int = 4,
-                 n_head: int = 4, dropout: float = 0.0, layer_norm_epsilon: float = 1e-5):
+                 n_head: int = 4, intermediate_size: int | None = None, dropout: float = 0.0,
+                 rms_norm_eps: float = 1e-6, rope_theta: float = 10000.0):
+        intermediate_size = swiglu_hidden(n_embd) if intermediate_size is None else intermediate_size
         for name, value in [("n_positions", n_positions), ("n_embd", n_embd), ("n_layer", n_layer),
-                            ("n_head", n_head)] + ([("vocab_size", vocab_size)] if vocab_size is not None else []):
+                            ("n_head", n_head), ("intermediate_size", intermediate_size)] + (
+                [("vocab_size", vocab_size)] if vocab_size is not None else []):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if n_embd % n_head:
-            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        if n_embd % n_head or (n_embd // n_head) % 2:
+            raise ValueError(f"n_embd ({n_embd}) must be n_head ({n_head}) times an even head size (rotary "
+                             f"embeddings rotate pairs)")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not rope_theta > 1:
+            raise ValueError(f"rope_theta must be > 1, got {rope_theta!r}")
         super().__init__(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                         n_head=n_head, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon)
+                         n_head=n_head, intermediate_size=intermediate_size, dropout=dropout,
+                         rms_norm_eps=rms_norm_eps, rope_theta=rope_theta)
         self.vocab_size, self.n_positions, self.n_embd, self.n_layer, self.n_head = (
             vocab_size, n_positions, n_embd, n_layer, n_head)
         self.tokenizer = None  # a tokenizers.Tokenizer; saved as tokenizer.json
         if vocab_size is None:
             return
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(vocab_size, n_embd),
-            wpe=nn.Embedding(n_positions, n_embd),
+        self.model = nn.ModuleDict(dict(
+            embed_tokens=nn.Embedding(vocab_size, n_embd),
             drop=nn.Dropout(dropout),
-            h=nn.ModuleList(Block(n_embd, n_head, dropout, layer_norm_epsilon) for _ in range(n_layer)),
-            ln_f=nn.LayerNorm(n_embd, eps=layer_norm_epsilon),
+            layers=nn.ModuleList(Block(n_embd, n_head, intermediate_size, dropout, rms_norm_eps)
+                                 for _ in range(n_layer)),
+            norm=RMSNorm(n_embd, rms_norm_eps),
         ))
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (Conv1D, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        cos, sin = rope_tables(n_positions, n_embd // n_head, rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)  # (n_positions, head size): derived, not saved
+        self.register_buffer("rope_sin", sin, persistent=False)
+        for name, p in self.named_parameters():  # GPT-2's init: N(0, 0.02), residual projections / sqrt(2 n_layer)
+            if p.dim() == 2:
+                scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer) if scaled else 0.02)
 
     def with_vocab_size(self, vocab_size: int) -> "GPT":
         """A fresh GPT with these hyperparameters and `vocab_size` (what a recipe's ``vocab_size: null`` becomes)."""
@@ -178,11 +227,12 @@ class GPT(GenerativeModel):
         T = idx.shape[1]
         if T > self.n_positions:
             raise ValueError(f"idx has {T} tokens, more than the context window n_positions={self.n_positions}")
-        tr = self.transformer
-        x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(T, device=idx.device)))  # (B, T, C)
-        for block in tr.h:
-            x = block(x)
-        return F.linear(tr.ln_f(x), tr.wte.weight)  # tied head: (B, T, vocab)
+        m = self.model
+        x = m.drop(m.embed_tokens(idx))  # (B, T, C)
+        rope = (self.rope_cos[:T], self.rope_sin[:T])
+        for block in m.layers:
+            x = block(x, rope)
+        return F.linear(m.norm(x), m.embed_tokens.weight)  # tied head: (B, T, vocab)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy (nats per token) of `targets` (B, T) given `idx` (B, T)."""
@@ -278,7 +328,7 @@ class GPT(GenerativeModel):
         lengths = [len(p) for p in prompts]
         T = max(lengths)
         idx = torch.tensor([[0] * (T - n) + p for p, n in zip(prompts, lengths)], device=dev)  # (B, T)
-        dtype = self.transformer.wte.weight.dtype
+        dtype = self.model.embed_tokens.weight.dtype
         kvs = [torch.empty(B, 2, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
                for _ in range(self.n_layer)]  # per layer: keys and values, (B, 2, H, W, D)
         pad = torch.tensor([T - n for n in lengths], device=dev) if min(lengths) < T else None
@@ -310,50 +360,58 @@ class GPT(GenerativeModel):
 
     def _prefill(self, idx: Tensor, kvs: list[Tensor], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
         """Run the prompt window through the blocks, filling the caches; logits of its last token, / temperature."""
-        tr, (B, T) = self.transformer, idx.shape
-        positions = torch.arange(T, device=idx.device).expand(B, T)
+        m, (B, T) = self.model, idx.shape
+        rope = (self.rope_cos[:T], self.rope_sin[:T])
         mask = None
         if pad is not None:  # each row's first real token is position 0; padded keys are masked out
-            positions = (positions - pad[:, None]).clamp(min=0)
+            positions = (torch.arange(T, device=idx.device)[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
+            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, D)
             keys = torch.arange(T, device=idx.device)
             mask = (keys[None, :] <= keys[:, None])[None, None] & (keys[None, :] >= pad[:, None])[:, None, None]
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # (B, 1, T, T); pads see themselves
-        x = tr.wte(idx) + tr.wpe(positions)  # (B, T, C)
-        for block, kv in zip(tr.h, kvs):
-            x = block(x, (kv[:, 0], kv[:, 1]), mask)
-        logits = F.linear(tr.ln_f(x[:, -1]), tr.wte.weight)  # (B, vocab)
+        x = m.embed_tokens(idx)  # (B, T, C)
+        for block, kv in zip(m.layers, kvs):
+            x = block(x, rope, (kv[:, 0], kv[:, 1]), mask)
+        logits = F.linear(m.norm(x[:, -1]), m.embed_tokens.weight)  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
     def _decode_weights(self, temperature: float) -> tuple:
-        """Plain tensors for ``_step`` (no module calls per token); the temperature is folded into ln_f."""
-        tr = self.transformer
-        layers = [(b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight,
-                   b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
-                   b.mlp.c_proj.weight, b.mlp.c_proj.bias) for b in tr.h]
-        scale = 1.0 / temperature if temperature not in (0, 1) else 1.0  # LN(x) * w/t + b/t = logits / t
-        return layers, tr.ln_f.weight * scale, tr.ln_f.bias * scale, tr.wte.weight, tr.wpe.weight, tr.wte.weight.t().contiguous()
+        """Plain tensors for ``_step`` (no module calls per token): fused, transposed for ``mm``; the
+        temperature is folded into the final norm's weight (norm(x) * w/t = logits / t)."""
+        m = self.model
+        layers = [(b.input_layernorm.weight, b.self_attn.qkv_weight().t().contiguous(),
+                   b.self_attn.o_proj.weight.t().contiguous(), b.post_attention_layernorm.weight,
+                   b.mlp.gate_up_weight().t().contiguous(), b.mlp.down_proj.weight.t().contiguous())
+                  for b in m.layers]
+        scale = 1.0 / temperature if temperature not in (0, 1) else 1.0
+        embed = m.embed_tokens.weight
+        return layers, m.norm.weight * scale, embed, embed.t().contiguous()
 
     def _step(self, token: Tensor, kvs: list[Tensor], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
         """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
         few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny)."""
-        layers, lnf_w, lnf_b, wte, wpe, head = weights
-        B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["layer_norm_epsilon"]
+        layers, norm_w, embed, head = weights
+        B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["rms_norm_eps"]
         D = C // H
+        x = F.embedding(token, embed)  # (B, C)
         if pad is None:
-            x = F.embedding(token, wte) + wpe[pos]  # (B, C)
+            cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # (D,)
             mask = None
         else:
-            x = F.embedding(token, wte) + F.embedding((pos - pad).clamp_(min=0), wpe)
+            rows = (pos - pad).clamp_(min=0)
+            cos, sin = self.rope_cos[rows].view(B, 1, 1, 1, D), self.rope_sin[rows].view(B, 1, 1, 1, D)
             mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
-        for (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), kv in zip(layers, kvs):
-            qkv = torch.addmm(ba, F.layer_norm(x, (C,), w1, b1, eps), wa).view(B, 3, H, 1, D)
-            kv[:, :, :, pos:pos + 1] = qkv[:, 1:]  # this token's keys and values
-            y = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0, :, :pos + 1], kv[:, 1, :, :pos + 1],
+        for (w1, wqkv, wo, w2, wgu, wd), kv in zip(layers, kvs):
+            qkv = torch.mm(F.rms_norm(x, (C,), w1, eps), wqkv).view(B, 3, H, 1, D)
+            qk = rotate(qkv[:, :2], cos, sin)  # (B, 2, H, 1, D): this token's query and key
+            kv[:, 0, :, pos:pos + 1] = qk[:, 1]
+            kv[:, 1, :, pos:pos + 1] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(qk[:, 0], kv[:, 0, :, :pos + 1], kv[:, 1, :, :pos + 1],
                                                attn_mask=mask)  # (B, H, 1, D)
-            x = torch.addmm(x, y.view(B, C), wp).add_(bp)
-            h = F.gelu(torch.addmm(bf, F.layer_norm(x, (C,), w2, b2, eps), wf))  # (B, 4C)
-            x = torch.addmm(x, h, wm).add_(bm)
-        return torch.mm(F.layer_norm(x, (C,), lnf_w, lnf_b, eps), head)  # (B, vocab)
+            x = torch.addmm(x, y.view(B, C), wo)
+            gate, up = torch.mm(F.rms_norm(x, (C,), w2, eps), wgu).chunk(2, 1)  # (B, hidden) each
+            x = torch.addmm(x, F.silu(gate).mul_(up), wd)
+        return torch.mm(F.rms_norm(x, (C,), norm_w, eps), head)  # (B, vocab)
 
     def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
@@ -430,19 +488,22 @@ class GPT(GenerativeModel):
         texts = self.generate([prompt] * n, max_new_tokens, temperature, top_k, top_p, seed=seed)
         return [prompt + t for t in texts]
 
-    # -- the Hub format: also a transformers GPT-2 checkpoint -----------------------------------
+    # -- the Hub format: also a transformers Llama checkpoint -----------------------------------
 
     def derived_config(self) -> dict[str, Any]:
-        """GPT-2's config fields (transformers keeps genzoo's own keys as extra attributes)."""
+        """LlamaConfig's fields (transformers keeps genzoo's own keys as extra attributes)."""
         from zoo.data.tokenizers import start_id
 
         start = start_id(self.tokenizer) if self.tokenizer is not None else None
-        d = self.init_args["dropout"]
-        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": self.vocab_size,
-                "n_positions": self.n_positions, "n_embd": self.n_embd, "n_layer": self.n_layer,
-                "n_head": self.n_head, "n_inner": None, "activation_function": "gelu", "resid_pdrop": d,
-                "embd_pdrop": d, "attn_pdrop": d, "layer_norm_epsilon": self.init_args["layer_norm_epsilon"],
-                "initializer_range": 0.02, "scale_attn_weights": True, "tie_word_embeddings": True,
+        a = self.init_args
+        return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": self.vocab_size,
+                "hidden_size": self.n_embd, "intermediate_size": a["intermediate_size"],
+                "num_hidden_layers": self.n_layer, "num_attention_heads": self.n_head,
+                "num_key_value_heads": self.n_head, "head_dim": self.n_embd // self.n_head, "hidden_act": "silu",
+                "max_position_embeddings": self.n_positions, "rms_norm_eps": a["rms_norm_eps"],
+                "rope_parameters": {"rope_type": "default", "rope_theta": a["rope_theta"]},
+                "attention_bias": False, "mlp_bias": False, "attention_dropout": a["dropout"],
+                "initializer_range": 0.02, "tie_word_embeddings": True,
                 "bos_token_id": start, "eos_token_id": None, "pad_token_id": start, "dtype": "float32"}
 
     def extra_files(self) -> dict[str, bytes]:
