@@ -62,17 +62,17 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(n_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos and sin (n_positions, head_dim) of the rotary embedding, in transformers' "rotate half" layout."""
+    """cos and signed sin (n_positions, head_dim) of the rotary embedding in transformers' "rotate half"
+    layout: the sin table is [-sin, sin], so that ``rotate`` needs a roll instead of a negation and a cat."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    angles = torch.outer(torch.arange(n_positions, dtype=torch.float64), inv_freq)
-    angles = torch.cat([angles, angles], -1)
-    return angles.cos().float(), angles.sin().float()
+    angles = torch.outer(torch.arange(n_positions, dtype=torch.float64), inv_freq)  # (n_positions, head_dim / 2)
+    return torch.cat([angles.cos(), angles.cos()], -1).float(), torch.cat([-angles.sin(), angles.sin()], -1).float()
 
 
-def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RoPE: x * cos + rotate_half(x) * sin, on the last dimension (the head's)."""
-    x1, x2 = x.chunk(2, -1)
-    return x * cos + torch.cat([-x2, x1], -1) * sin
+def rotate(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """RoPE on the last dimension (the head's): x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]
+    is computed as roll(x, half) * [-1, 1] (three ops, dtype-agnostic)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
 
 
 class Attention(nn.Module):
@@ -86,19 +86,16 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(n_embd, n_embd, bias=False)
         self.o_proj = nn.Linear(n_embd, n_embd, bias=False)
 
-    def qkv_weight(self) -> Tensor:
-        """q, k and v projections as one (3C, C) matrix: one matmul instead of three."""
-        return torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache: tuple[Tensor, Tensor] | None = None,
                 mask: Tensor | None = None) -> Tensor:
-        """`rope`: cos and sin of each position, broadcastable to (B, H, T, D); `cache`: (keys, values)
+        """`rope`: cos and signed sin of each position, broadcastable to (B, H, T, D); `cache`: (keys, values)
         buffers (B, H, n_positions, D) to fill with this window's (generation's prefill); `mask`: (B, 1, T, T)
         booleans replacing the causal mask (left padding)."""
         B, T, C = x.shape
-        qkv = F.linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = rotate(qkv[:2], *rope).unbind(0)  # (B, H, T, D) each
-        v = qkv[2]
+        H = self.n_head
+        # three projections, not one fused: contiguous outputs make the step faster (fused in decoding only)
+        q, k, v = (proj(x).view(B, T, H, C // H).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k = rotate(q, *rope), rotate(k, *rope)  # (B, H, T, D) each
         if cache is not None:
             cache[0][:, :, :T] = k
             cache[1][:, :, :T] = v
@@ -116,12 +113,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(n_embd, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, n_embd, bias=False)
 
-    def gate_up_weight(self) -> Tensor:
-        return torch.cat([self.gate_proj.weight, self.up_proj.weight])  # (2 * hidden, C)
-
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = F.linear(x, self.gate_up_weight()).chunk(2, -1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -199,9 +192,9 @@ class GPT(GenerativeModel):
                                  for _ in range(n_layer)),
             norm=RMSNorm(n_embd, rms_norm_eps),
         ))
-        cos, sin = rope_tables(n_positions, n_embd // n_head, rope_theta)
+        cos, signed_sin = rope_tables(n_positions, n_embd // n_head, rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # (n_positions, head size): derived, not saved
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("rope_sin", signed_sin, persistent=False)
         for name, p in self.named_parameters():  # GPT-2's init: N(0, 0.02), residual projections / sqrt(2 n_layer)
             if p.dim() == 2:
                 scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
@@ -329,8 +322,8 @@ class GPT(GenerativeModel):
         T = max(lengths)
         idx = torch.tensor([[0] * (T - n) + p for p, n in zip(prompts, lengths)], device=dev)  # (B, T)
         dtype = self.model.embed_tokens.weight.dtype
-        kvs = [torch.empty(B, 2, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
-               for _ in range(self.n_layer)]  # per layer: keys and values, (B, 2, H, W, D)
+        kvs = [tuple(torch.empty(B, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
+                     for _ in range(2)) for _ in range(self.n_layer)]  # per layer: keys and values, (B, H, W, D)
         pad = torch.tensor([T - n for n in lengths], device=dev) if min(lengths) < T else None
         slides = T + max_new_tokens > W + 1  # keep the window's tokens only if it will fill up
         if slides:
@@ -371,29 +364,53 @@ class GPT(GenerativeModel):
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # (B, 1, T, T); pads see themselves
         x = m.embed_tokens(idx)  # (B, T, C)
         for block, kv in zip(m.layers, kvs):
-            x = block(x, rope, (kv[:, 0], kv[:, 1]), mask)
+            x = block(x, rope, kv, mask)
         logits = F.linear(m.norm(x[:, -1]), m.embed_tokens.weight)  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
     def _decode_weights(self, temperature: float) -> tuple:
-        """Plain tensors for ``_step`` (no module calls per token): fused, transposed for ``mm``; the
-        temperature is folded into the final norm's weight (norm(x) * w/t = logits / t)."""
+        """Plain tensors for ``_step`` (no module calls per token), arranged so that a step is few ops.
+
+        - Each norm's weight is folded into the matrix that reads its output (norm(x) * w @ W = norm(x) @ wW).
+        - RoPE's roll is folded into the q/k projection: one matmul gives q, k, v and roll(q), roll(k),
+          so the rotation is a mul and an addcmul.
+        - The temperature is folded into the head (logits / t).
+        Matrices are stored (in, out), as ``mm`` reads them.
+        """
+        C, H = self.n_embd, self.n_head
+        D = C // H
+
+        def rolled(w: Tensor) -> Tensor:  # (in, H * D) columns -> each head's columns rolled by D / 2
+            return w.view(-1, H, D).roll(D // 2, -1).reshape(w.shape)
+
         m = self.model
-        layers = [(b.input_layernorm.weight, b.self_attn.qkv_weight().t().contiguous(),
-                   b.self_attn.o_proj.weight.t().contiguous(), b.post_attention_layernorm.weight,
-                   b.mlp.gate_up_weight().t().contiguous(), b.mlp.down_proj.weight.t().contiguous())
-                  for b in m.layers]
+        layers = []
+        for b in m.layers:
+            a = b.self_attn
+            qkv = (torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]) * b.input_layernorm.weight).t()
+            qkv = torch.cat([qkv, rolled(qkv[:, :C]), rolled(qkv[:, C:2 * C])], 1).contiguous()  # (C, 5C)
+            gate_up = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]) * b.post_attention_layernorm.weight
+            gate_up = gate_up.t().contiguous()  # (C, 2 * hidden)
+            layers.append((qkv, b.self_attn.o_proj.weight.t().contiguous(), gate_up,
+                           b.mlp.down_proj.weight.t().contiguous()))
         scale = 1.0 / temperature if temperature not in (0, 1) else 1.0
         embed = m.embed_tokens.weight
-        return layers, m.norm.weight * scale, embed, embed.t().contiguous()
+        return layers, embed, (embed * (m.norm.weight * scale)).t().contiguous()
 
     def _step(self, token: Tensor, kvs: list[Tensor], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
         """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
-        few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny)."""
-        layers, norm_w, embed, head = weights
+        few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny).
+
+        RMSNorm without weight is LayerNorm of [x, -x] (mean 0, variance mean(x^2), the same eps), and
+        ``F.layer_norm`` is one fused op where ``F.rms_norm`` is several: so the residual stream lives in
+        a (B, 2, C) buffer whose second row is kept at -x.
+        """
+        layers, embed, head = weights
         B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["rms_norm_eps"]
         D = C // H
-        x = F.embedding(token, embed)  # (B, C)
+        stream = torch.empty(B, 2, C, dtype=embed.dtype, device=embed.device)
+        x, neg = stream.select(1, 0), stream.select(1, 1)  # (B, C) views: x and -x
+        torch.index_select(embed, 0, token, out=x)
         if pad is None:
             cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # (D,)
             mask = None
@@ -401,17 +418,20 @@ class GPT(GenerativeModel):
             rows = (pos - pad).clamp_(min=0)
             cos, sin = self.rope_cos[rows].view(B, 1, 1, 1, D), self.rope_sin[rows].view(B, 1, 1, 1, D)
             mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
-        for (w1, wqkv, wo, w2, wgu, wd), kv in zip(layers, kvs):
-            qkv = torch.mm(F.rms_norm(x, (C,), w1, eps), wqkv).view(B, 3, H, 1, D)
-            qk = rotate(qkv[:, :2], cos, sin)  # (B, 2, H, 1, D): this token's query and key
-            kv[:, 0, :, pos:pos + 1] = qk[:, 1]
-            kv[:, 1, :, pos:pos + 1] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(qk[:, 0], kv[:, 0, :, :pos + 1], kv[:, 1, :, :pos + 1],
-                                               attn_mask=mask)  # (B, H, 1, D)
-            x = torch.addmm(x, y.view(B, C), wo)
-            gate, up = torch.mm(F.rms_norm(x, (C,), w2, eps), wgu).chunk(2, 1)  # (B, hidden) each
-            x = torch.addmm(x, F.silu(gate).mul_(up), wd)
-        return torch.mm(F.rms_norm(x, (C,), norm_w, eps), head)  # (B, vocab)
+        for (wqkv, wo, wgu, wd), (keys, values) in zip(layers, kvs):  # narrow/select: fewer ops than indexing
+            torch.neg(x, out=neg)
+            out = torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), wqkv).view(B, 5, H, 1, D)
+            qk = torch.addcmul(out.narrow(1, 0, 2) * cos, out.narrow(1, 3, 2), sin)  # (B, 2, H, 1, D): RoPE'd q, k
+            keys.narrow(2, pos, 1).copy_(qk.select(1, 1))
+            values.narrow(2, pos, 1).copy_(out.select(1, 2))
+            y = F.scaled_dot_product_attention(qk.select(1, 0), keys.narrow(2, 0, pos + 1),
+                                               values.narrow(2, 0, pos + 1), attn_mask=mask)  # (B, H, 1, D)
+            x.addmm_(y.view(B, C), wo)
+            torch.neg(x, out=neg)
+            gate, up = torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), wgu).chunk(2, 1)  # (B, hidden)
+            x.addmm_(F.silu(gate).mul_(up), wd)
+        torch.neg(x, out=neg)
+        return torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), head)  # (B, vocab)
 
     def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
