@@ -388,9 +388,7 @@ def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: st
     elif family == "gan":
         if digit_a:
             raise ValueError("a GAN has no encoder: walk between two seeds, or choose a VAE for uploaded digits")
-        # the latents GAN.sample(1, seed=s, labels=...) decodes: z ~ N(0, I) from a generator seeded with s
-        z0, z1 = (torch.randn(1, m.latent_dim, generator=torch.Generator(m.device).manual_seed(s), device=m.device)[0]
-                  for s in seeds)
+        z0, z1 = (m.latent(s) for s in seeds)  # the latents GAN.sample(1, seed=s, labels=...) decodes
         frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
     else:
         raise ValueError(f"no latent walk for the {family} family")
@@ -616,8 +614,8 @@ def hmm_sample(name: str, length: float, seed: float):
     """Characters sampled from the HMM, each coloured by the hidden state that emitted it."""
     m = model(name)
     length = as_int(length, "length", 1, LIMITS["characters"])
-    symbols, states = m.hmm.sample(1, length, seed=as_int(seed, "seed", 0, 2**31 - 1))  # (1, T), (1, T)
-    text = m.decode(symbols[0])
+    texts, states = m.sample(1, length=length, seed=as_int(seed, "seed", 0, 2**31 - 1), return_states=True)
+    text = texts[0]
     return by_state(text, states[0].tolist()), text
 
 
@@ -629,8 +627,7 @@ def hmm_viterbi(name: str, text: str):
         raise ValueError("the text is empty: type a few characters to decode")
     if len(text) > LIMITS["characters"]:
         raise ValueError(f"the text has {len(text)} characters; at most {LIMITS['characters']}")
-    symbols = m.encode(text)  # (T,)
-    paths, joint = m.hmm.viterbi([symbols])  # (1, T), (1,)
+    paths, joint = m.viterbi([text])  # (1, T), (1,)
     total = m.log_prob(text).item()
     summary = (f"log p(text) = {total:.2f} nats ({-total / len(text):.3f} nats per character); the Viterbi path "
                f"has log p(text, states) = {joint.item():.2f} nats and visits {len(set(paths[0].tolist()))} states.")

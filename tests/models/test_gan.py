@@ -28,6 +28,8 @@ def test_sample_seeds_labels_and_interpolation(gan):
     threes = gan.sample(4, seed=0, labels=3)
     z = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(threes, gan.generate(z, torch.full((4,), 3)))
+    assert torch.equal(gan.latent(7), torch.randn(1, 8, generator=torch.Generator().manual_seed(7))[0])
+    assert torch.equal(gan.generate(gan.latent(7)[None], torch.tensor([3])), gan.sample(1, seed=7, labels=3))
     walk = gan.interpolate(z[0], z[1], steps=5, labels=3)
     assert walk.shape == (5, 1, 8, 8)
     torch.testing.assert_close(walk[[0, -1]], gan.generate(z[:2], torch.tensor([3, 3])))

@@ -186,6 +186,11 @@ class GAN(GenerativeModel):
         z = torch.randn(n, self.latent_dim, generator=gen, device=self.device)
         return self.generate(z, labels)
 
+    def latent(self, seed: int) -> Tensor:
+        """The latent (latent_dim,) that ``sample(1, seed=seed, labels=y)`` decodes when labels are given
+        (without labels a conditional GAN draws its label from the seed first): a start or end of ``interpolate``."""
+        return torch.randn(1, self.latent_dim, generator=self._generator(seed), device=self.device)[0]
+
     @torch.no_grad()
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int = 8, labels: int | None = None) -> Tensor:
         """Images at `steps` points on the line from latent z0 to z1 (each (latent_dim,)), (steps, C, H, W)."""

@@ -351,9 +351,9 @@ class GPT(GenerativeModel):
             logits = self._step(token, kvs, pos, pad, weights)
             pos += 1
 
-    def _prefill(self, idx: Tensor, kvs: list[Tensor], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
+    def _prefill(self, idx: Tensor, kvs: list[tuple[Tensor, Tensor]], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
         """Run the prompt window through the blocks, filling the caches; logits of its last token, / temperature."""
-        m, (B, T) = self.model, idx.shape
+        m, T = self.model, idx.shape[1]
         rope = (self.rope_cos[:T], self.rope_sin[:T])
         mask = None
         if pad is not None:  # each row's first real token is position 0; padded keys are masked out
@@ -397,7 +397,7 @@ class GPT(GenerativeModel):
         embed = m.embed_tokens.weight
         return layers, embed, (embed * (m.norm.weight * scale)).t().contiguous()
 
-    def _step(self, token: Tensor, kvs: list[Tensor], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
+    def _step(self, token: Tensor, kvs: list[tuple[Tensor, Tensor]], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
         """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
         few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny).
 

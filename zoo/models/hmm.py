@@ -96,13 +96,19 @@ class HMM(GenerativeModel):
         """-log p(text) / len(text) in nats, the whole text as one sequence."""
         return -self.log_prob(text).item() / max(len(text), 1)
 
-    def sample(self, n: int, *, seed: int | None = None, length: int = 200) -> Any:
+    def sample(self, n: int, *, seed: int | None = None, length: int = 200, return_states: bool = False) -> Any:
         """n sequences of `length` steps: strings when the model has a vocabulary, else observations
-        (n, length, D) (categorical: (n, length) symbols). States: ``self.hmm.sample``."""
+        (n, length, D) (categorical: (n, length) symbols); with ``return_states`` also the hidden states (n, length)."""
         self._check_n(n)
         self._generator(seed)  # validates seed
-        x, _ = self.hmm.sample(n, length, seed=seed)
-        return [self.decode(row) for row in x] if self.vocab else x
+        x, states = self.hmm.sample(n, length, seed=seed)
+        out = [self.decode(row) for row in x] if self.vocab else x
+        return (out, states) if return_states else out
+
+    @torch.no_grad()
+    def viterbi(self, x: Any, lengths: Any = None) -> tuple[Tensor, Tensor]:
+        """The most likely hidden states (B, T) (-1 on padding) and log p(x, states) (B,); x as for ``log_prob``."""
+        return self.hmm.viterbi(self._sequences(x), lengths)
 
     # -- EM, for zoo.systems.em ------------------------------------------------------------------
 
