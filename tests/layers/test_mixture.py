@@ -10,15 +10,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from zoo.layers.mixture import COVARIANCE_TYPES, GaussianMixture
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared machine idle threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def blobs():
     """600 points in 3 dimensions from 3 well-separated, correlated clusters; labels 0..2."""
