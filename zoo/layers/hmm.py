@@ -60,6 +60,14 @@ def _log_probs(p: Tensor) -> Tensor:
     return torch.log(p).clamp_min(LOG_ZERO)
 
 
+def _set_row_log_probs(logits: Tensor, counts: Tensor) -> None:
+    """Rows of `logits` := log(counts / row total) (an M-step); a row without counts keeps its values."""
+    counts = counts.to(torch.float64)
+    total = counts.sum(1, keepdim=True)
+    live = total.squeeze(1) > 0
+    logits[live] = _log_probs(counts / total.clamp_min(1e-300)).to(logits.dtype)[live]
+
+
 def _flushing_denormals() -> bool:
     """Whether this thread flushes denormal floats to zero (torch has a setter but no getter: probe it)."""
     return bool((torch.tensor([1e-30], dtype=torch.float32) * 1e-10).item() == 0)
@@ -274,10 +282,7 @@ class CategoricalEmission(nn.Module):
 
     @torch.no_grad()
     def m_step(self, stats: dict[str, Tensor]) -> None:
-        counts = stats["emission_counts"].to(torch.float64)
-        total = counts.sum(1, keepdim=True)
-        live = total.squeeze(1) > 0
-        self.logits[live] = _log_probs(counts / total.clamp_min(1e-300)).to(self.logits.dtype)[live]
+        _set_row_log_probs(self.logits, stats["emission_counts"])
 
     @torch.no_grad()
     def initialize(self, x: Tensor, generator: torch.Generator) -> None:
@@ -322,10 +327,7 @@ class MixtureEmission(nn.Module):
     @torch.no_grad()
     def m_step(self, stats: dict[str, Tensor]) -> None:
         self.gaussians.m_step(stats["w"], stats["wx"], stats["wxx"])
-        counts = stats["mix_counts"].to(torch.float64)
-        total = counts.sum(1, keepdim=True)
-        live = total.squeeze(1) > 0
-        self.mix_logits[live] = _log_probs(counts / total.clamp_min(1e-300)).to(self.mix_logits.dtype)[live]
+        _set_row_log_probs(self.mix_logits, stats["mix_counts"])
 
     @torch.no_grad()
     def initialize(self, x: Tensor, generator: torch.Generator) -> None:
