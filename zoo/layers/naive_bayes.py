@@ -225,7 +225,7 @@ def _per_class_sum(x: Tensor, y: Tensor, num_classes: int, dtype: torch.dtype = 
     if x.layout == torch.strided:
         return torch.zeros(num_classes, x.shape[1], dtype=dtype, device=x.device).index_add_(0, y, x.to(dtype))
     d = x.shape[1]
-    cell = y[_rows(x)] * d + x.col_indices()  # (nnz,) flat (class, feature) of every stored value
+    cell = torch.repeat_interleave(y * d, x.crow_indices().diff()) + x.col_indices()  # (nnz,) flat (class, feature)
     sums = torch.bincount(cell, weights=x.values().to(dtype), minlength=num_classes * d)  # one pass, no atomics
     return sums.view(num_classes, d)
 
