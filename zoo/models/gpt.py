@@ -152,7 +152,7 @@ class GPT(GenerativeModel):
         n_embd, n_layer, n_head: width, depth and attention heads (``n_embd % n_head == 0``, even head size).
         intermediate_size: the SwiGLU MLP's width; ``None``: 8/3 n_embd rounded up to a multiple of 8
             (the parameters of GPT-2's 4 x n_embd MLP).
-        dropout: on attention weights and both residual branches while training.
+        dropout: on the embeddings, the attention weights and both residual branches while training.
         rms_norm_eps: RMSNorm's epsilon.
         rope_theta: the rotary embedding's base.
     """
