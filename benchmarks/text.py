@@ -104,8 +104,9 @@ class GenzooGPT(nn.Module):
 
 
 def nanogpt_train(model: nn.Module, data: torch.Tensor, steps: int, *, max_iters: int = 2000, batch: int = 12,
-                  block: int = 64, clock=None) -> float:
-    """nanoGPT's train.py loop (CPU, no compile, no grad accumulation); returns seconds for `steps` steps after 5 warm-up."""
+                  block: int = 64, clock=None, every: int = 0, on_eval=None) -> float:
+    """nanoGPT's train.py loop (CPU, no compile, no grad accumulation); returns seconds for `steps` steps after 5 warm-up
+    (not counting ``on_eval(iterations_done, seconds_so_far)``, called every `every` iterations when given)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -124,6 +125,10 @@ def nanogpt_train(model: nn.Module, data: torch.Tensor, steps: int, *, max_iters
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if every and (it + 1) % every == 0 and start is not None:
+            paused = (clock or time.perf_counter)()
+            on_eval(it + 1, paused - start)
+            start += (clock or time.perf_counter)() - paused  # evaluation time is not training time
     return (clock or time.perf_counter)() - start
 
 
@@ -247,17 +252,26 @@ def bench_generate(args) -> dict:
 
 def bench_quality(args) -> dict:
     """nanoGPT's model and genzoo's GPT, each trained 2,000 iterations by nanoGPT's loop from the same seed,
-    scored the same way (every non-overlapping window of the validation split)."""
+    scored the same way (every non-overlapping window of the validation split) every 250 iterations; and
+    how soon genzoo's reaches nanoGPT's final loss (training seconds, evaluations excluded)."""
     dm = TextDataModule("tinyshakespeare")
     dm.setup("fit")
-    vocab = dm.tokenizer.get_vocab_size()
+    vocab, val = dm.tokenizer.get_vocab_size(), dm.encoded("val")
     report = {"iterations": 2000, "seed": args.seed}
     for name, make in (("nanogpt", lambda: NanoGPT(vocab_size=vocab)), ("genzoo", lambda: GenzooGPT(vocab))):
         torch.manual_seed(args.seed)
-        model = make()
-        report[f"{name}_train_s"] = nanogpt_train(model, dm.encoded("train"), 1995)  # + 5 warm-up steps = 2,000
-        model.eval()
-        report[f"{name}_val_loss"] = full_val_loss(model, dm.encoded("val"))
+        model, curve = make(), []
+
+        def evaluate(iterations, seconds, model=model, curve=curve):
+            model.eval()
+            curve.append((iterations, round(seconds, 1), round(full_val_loss(model, val), 4)))
+            model.train()
+
+        report[f"{name}_train_s"] = nanogpt_train(model, dm.encoded("train"), 1995, every=250, on_eval=evaluate)
+        report[f"{name}_curve_iterations_seconds_loss"] = curve
+        report[f"{name}_val_loss"] = curve[-1][2]
+    reached = [(i, t) for i, t, loss in report["genzoo_curve_iterations_seconds_loss"] if loss <= report["nanogpt_val_loss"]]
+    report["genzoo_reaches_nanogpt_final_loss_at"] = {"iterations": reached[0][0], "seconds": reached[0][1]} if reached else None
     return report
 
 
