@@ -119,6 +119,19 @@ def tab_header(names: list[str], note: str, label: str = "model") -> gr.Dropdown
     return name
 
 
+def seed_input(label: str = "seed", value: int = 0) -> gr.Number:
+    return gr.Number(value, precision=0, label=label, minimum=0)
+
+
+def limited_slider(key: str, value: int, what: str, low: int = 1) -> gr.Slider:
+    """A whole-number slider up to LIMITS[key], its label saying the limit."""
+    return gr.Slider(low, LIMITS[key], value=value, step=1, label=f"{what} (max {LIMITS[key]})")
+
+
+def class_label_input() -> gr.Dropdown:
+    return gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+
+
 def conditional(m: Any) -> int:
     """The number of classes of a conditional model, 0 when unconditional."""
     return int(getattr(m, "num_classes", None) or 0)
@@ -345,9 +358,9 @@ def images_tab() -> None:
                                  f"Conditional models draw one column per class unless a label is chosen.")
         with gr.Row():
             with gr.Column(scale=1):
-                n = gr.Slider(1, LIMITS["images"], value=16, step=1, label=f"samples (max {LIMITS['images']})")
-                seed = gr.Number(0, precision=0, label="seed", minimum=0)
-                label = gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+                n = limited_slider("images", 16, "samples")
+                seed = seed_input()
+                label = class_label_input()
                 steps = gr.Slider(1, LIMITS["diffusion_steps"], value=25, step=1,
                                   label="sampler steps (diffusion; fewer is faster)", visible=False)
                 guidance = gr.Slider(0, 10, value=1.0, step=0.1, label="guidance scale (conditional diffusion; "
@@ -405,10 +418,10 @@ def walk_tab() -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Row():
-                    seed_a = gr.Number(0, precision=0, label="seed A", minimum=0)
-                    seed_b = gr.Number(1, precision=0, label="seed B", minimum=0)
-                steps = gr.Slider(2, LIMITS["walk_steps"], value=10, step=1, label=f"frames (max {LIMITS['walk_steps']})")
-                label = gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+                    seed_a = seed_input("seed A")
+                    seed_b = seed_input("seed B", 1)
+                steps = limited_slider("walk_steps", 10, "frames", low=2)
+                label = class_label_input()
                 with gr.Row():
                     digit_a = gr.Image(type="filepath", image_mode=None, label="digit A (optional)", sources=["upload"])
                     digit_b = gr.Image(type="filepath", image_mode=None, label="digit B (optional)", sources=["upload"])
@@ -451,11 +464,11 @@ def text_tab() -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 prompt = gr.Textbox("ROMEO:", lines=3, label="prompt", elem_id="text-prompt")
-                tokens = gr.Slider(1, LIMITS["tokens"], value=200, step=1, label=f"max new tokens (max {LIMITS['tokens']})")
+                tokens = limited_slider("tokens", 200, "max new tokens")
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
                 top_k = gr.Slider(0, 200, value=0, step=1, label="top-k (0 = off)")
                 top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="top-p (nucleus; 1 = off)")
-                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                seed = seed_input()
                 button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             with gr.Column(scale=2):
                 output = gr.Textbox(label="continuation", lines=16, elem_id="text-output", interactive=False)
@@ -591,7 +604,7 @@ def mixtures_tab() -> None:
                 n = gr.Slider(10, LIMITS["points"], value=600, step=10, label="points (built-in sets)")
                 k = gr.Slider(1, 10, value=3, step=1, label="K components")
                 covariance = gr.Dropdown(list(COVARIANCE_TYPES), value="full", label="covariance type")
-                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                seed = seed_input()
                 button = gr.Button("Fit", variant="primary", elem_id="mixtures-fit")
             with gr.Column(scale=2):
                 picture = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
@@ -642,9 +655,8 @@ def sequences_tab() -> None:
                                  f"{LIMITS['characters']} characters; only characters of the training text).")
         with gr.Row():
             with gr.Column(scale=1):
-                length = gr.Slider(1, LIMITS["characters"], value=200, step=1,
-                                   label=f"characters (max {LIMITS['characters']})")
-                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                length = limited_slider("characters", 200, "characters")
+                seed = seed_input()
                 sample = gr.Button("Sample", variant="primary", elem_id="sequences-sample")
             with gr.Column(scale=2):
                 sampled = gr.HighlightedText(label="sample, coloured by state", combine_adjacent=True,
@@ -810,8 +822,8 @@ def classifier_tab() -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 label = gr.Dropdown([str(c) for c in range(10)], value="3", label="class")
-                n = gr.Slider(1, LIMITS["images"], value=16, step=1, label=f"samples (max {LIMITS['images']})")
-                seed = gr.Number(0, precision=0, label="seed", minimum=0)
+                n = limited_slider("images", 16, "samples")
+                seed = seed_input()
                 sample = gr.Button("Sample this class", elem_id="classifier-sample")
             with gr.Column(scale=1):
                 samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False, height=260)
