@@ -225,7 +225,11 @@ class GPT(GenerativeModel):
         rope = (self.rope_cos[:T], self.rope_sin[:T])
         for block in m.layers:
             x = block(x, rope)
-        return F.linear(m.norm(x), m.embed_tokens.weight)  # tied head: (B, T, vocab)
+        return self._head(x)
+
+    def _head(self, x: Tensor) -> Tensor:
+        """Logits (..., vocab) of hidden states (..., C): the final norm, then the head tied to the embedding."""
+        return F.linear(self.model.norm(x), self.model.embed_tokens.weight)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy (nats per token) of `targets` (B, T) given `idx` (B, T)."""
@@ -365,7 +369,7 @@ class GPT(GenerativeModel):
         x = m.embed_tokens(idx)  # (B, T, C)
         for block, kv in zip(m.layers, kvs):
             x = block(x, rope, kv, mask)
-        logits = F.linear(m.norm(x[:, -1]), m.embed_tokens.weight)  # (B, vocab)
+        logits = self._head(x[:, -1])  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
     def _decode_weights(self, temperature: float) -> tuple:
