@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import zoo
 from zoo.data.tokenizers import char_tokenizer
-from zoo.models.gpt import GPT, _GumbelNoise, pick
+from zoo.models.gpt import GPT, _Decoder, _GumbelNoise, pick
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 4
 
@@ -73,6 +73,21 @@ def test_kv_cache_and_sliding_window_match_recomputation(gpt):
     ids = gpt.encode("Speak")
     for n in (5, 40):  # within the window, then sliding twice
         assert gpt.generate("Speak", max_new_tokens=n, temperature=0) == gpt.decode(greedy_reference(gpt, ids, n))
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.float64, 1e-12), (torch.bfloat16, 0.05)])
+def test_decode_steps_give_the_forward_logits(gpt, dtype, atol):
+    """The decoder's rearranged weights (complex RoPE, folded norms) compute what the network does; it runs in
+    float32 for a bfloat16 model (so only to bfloat16's precision there)."""
+    model = gpt.to(dtype)
+    ids = torch.tensor([gpt.encode("First Citizen")])
+    with torch.inference_mode():
+        full = model(ids)[0].double()  # (T, vocab)
+        decoder = _Decoder(model, 1, temperature=1.0)
+        logits, pos = model._prefill(ids[:, :5], decoder.caches, None, 1.0)
+        assert torch.allclose(logits[0].double(), full[4], atol=atol, rtol=0)
+        for t in range(pos, ids.shape[1]):
+            assert torch.allclose(decoder.step(ids[:, t], t, None)[0].double(), full[t], atol=atol, rtol=0)
 
 
 def test_uneven_batches_equal_single_prompts(gpt):

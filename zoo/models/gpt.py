@@ -97,8 +97,9 @@ class Attention(nn.Module):
         q, k, v = (proj(x).view(B, T, H, C // H).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
         q, k = rotate(q, *rope), rotate(k, *rope)  # (B, H, T, D) each
         if cache is not None:
-            cache[0][:, :, :T] = k
-            cache[1][:, :, :T] = v
+            keys, values = cache
+            keys[:, :, :T] = k.view(keys[:, :, :T].shape)  # keys may be (B, H, n_positions, 2, D/2): see _Decoder
+            values[:, :, :T] = v
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -316,7 +317,7 @@ class GPT(GenerativeModel):
         """Yield the next token of every prompt, (B,), `max_new_tokens` times. The core decode loop.
 
         1. prefill: the (left-padded) prompts through the network once, filling the KV cache;
-        2. each step: pick a token from the last logits, feed it at the next position (``_step``);
+        2. each step: pick a token from the last logits, feed it at the next position (``_Decoder.step``);
         3. when the window is full, rebuild the cache from the last half window (see the module docstring).
         """
         self._check_generation(max_new_tokens, temperature, top_k, top_p)
@@ -325,16 +326,14 @@ class GPT(GenerativeModel):
         lengths = [len(p) for p in prompts]
         T = max(lengths)
         idx = torch.tensor([[0] * (T - n) + p for p, n in zip(prompts, lengths)], device=dev)  # (B, T)
-        dtype = self.model.embed_tokens.weight.dtype
-        kvs = [tuple(torch.empty(B, self.n_head, W, self.n_embd // self.n_head, device=dev, dtype=dtype)
-                     for _ in range(2)) for _ in range(self.n_layer)]  # per layer: keys and values, (B, H, W, D)
+        decoder = _Decoder(self, B, temperature)
+        kvs = decoder.caches
         pad = torch.tensor([T - n for n in lengths], device=dev) if min(lengths) < T else None
         slides = T + max_new_tokens > W + 1  # keep the window's tokens only if it will fill up
         if slides:
             window = torch.zeros(B, W, dtype=idx.dtype, device=dev)  # (B, W) the tokens in the cache
             window[:, :T] = idx
-        weights = self._decode_weights(temperature)
-        noise = _GumbelNoise(B, self.vocab_size, gen, dev, dtype) if temperature > 0 else None
+        noise = _GumbelNoise(B, self.vocab_size, gen, dev, decoder.head.dtype) if temperature > 0 else None
         logits, pos = self._prefill(idx, kvs, pad, temperature)
         for step in range(max_new_tokens):
             token = pick(logits, top_k, top_p, noise)  # (B,)
@@ -351,8 +350,8 @@ class GPT(GenerativeModel):
                 logits, pos = self._prefill(kept, kvs, pad, temperature)
                 continue
             if slides:
-                window[:, pos] = token
-            logits = self._step(token, kvs, pos, pad, weights)
+                window.select(1, pos).copy_(token)
+            logits = decoder.step(token, pos, pad)
             pos += 1
 
     def _prefill(self, idx: Tensor, kvs: list[tuple[Tensor, Tensor]], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
@@ -371,71 +370,6 @@ class GPT(GenerativeModel):
             x = block(x, rope, kv, mask)
         logits = self._head(x[:, -1])  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
-
-    def _decode_weights(self, temperature: float) -> tuple:
-        """Plain tensors for ``_step`` (no module calls per token), arranged so that a step is few ops.
-
-        - Each norm's weight is folded into the matrix that reads its output (norm(x) * w @ W = norm(x) @ wW).
-        - RoPE's roll is folded into the q/k projection: one matmul gives q, k, v and roll(q), roll(k),
-          so the rotation is a mul and an addcmul.
-        - The temperature is folded into the head (logits / t).
-        Matrices are stored (in, out), as ``mm`` reads them.
-        """
-        C, H = self.n_embd, self.n_head
-        D = C // H
-
-        def rolled(w: Tensor) -> Tensor:  # (in, H * D) columns -> each head's columns rolled by D / 2
-            return w.view(-1, H, D).roll(D // 2, -1).reshape(w.shape)
-
-        m = self.model
-        layers = []
-        for b in m.layers:
-            a = b.self_attn
-            qkv = (torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]) * b.input_layernorm.weight).t()
-            qkv = torch.cat([qkv, rolled(qkv[:, :C]), rolled(qkv[:, C:2 * C])], 1).contiguous()  # (C, 5C)
-            gate_up = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]) * b.post_attention_layernorm.weight
-            gate_up = gate_up.t().contiguous()  # (C, 2 * hidden)
-            layers.append((qkv, b.self_attn.o_proj.weight.t().contiguous(), gate_up,
-                           b.mlp.down_proj.weight.t().contiguous()))
-        scale = 1.0 / temperature if temperature not in (0, 1) else 1.0
-        embed = m.embed_tokens.weight
-        return layers, embed, (embed * (m.norm.weight * scale)).t().contiguous()
-
-    def _step(self, token: Tensor, kvs: list[tuple[Tensor, Tensor]], pos: int, pad: Tensor | None, weights: tuple) -> Tensor:
-        """Logits (B, vocab) after feeding `token` (B,) at position `pos`: the decode step, written with as
-        few tensor ops as possible (each op costs microseconds of overhead; the matmuls here are tiny).
-
-        RMSNorm without weight is LayerNorm of [x, -x] (mean 0, variance mean(x^2), the same eps), and
-        ``F.layer_norm`` is one fused op where ``F.rms_norm`` is several: so the residual stream lives in
-        a (B, 2, C) buffer whose second row is kept at -x.
-        """
-        layers, embed, head = weights
-        B, C, H, eps = token.shape[0], self.n_embd, self.n_head, self.init_args["rms_norm_eps"]
-        D = C // H
-        stream = torch.empty(B, 2, C, dtype=embed.dtype, device=embed.device)
-        x, neg = stream.select(1, 0), stream.select(1, 1)  # (B, C) views: x and -x
-        torch.index_select(embed, 0, token, out=x)
-        if pad is None:
-            cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # (D,)
-            mask = None
-        else:
-            rows = (pos - pad).clamp_(min=0)
-            cos, sin = self.rope_cos[rows].view(B, 1, 1, 1, D), self.rope_sin[rows].view(B, 1, 1, 1, D)
-            mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
-        for (wqkv, wo, wgu, wd), (keys, values) in zip(layers, kvs):  # narrow/select: fewer ops than indexing
-            torch.neg(x, out=neg)
-            out = torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), wqkv).view(B, 5, H, 1, D)
-            qk = torch.addcmul(out.narrow(1, 0, 2) * cos, out.narrow(1, 3, 2), sin)  # (B, 2, H, 1, D): RoPE'd q, k
-            keys.narrow(2, pos, 1).copy_(qk.select(1, 1))
-            values.narrow(2, pos, 1).copy_(out.select(1, 2))
-            y = F.scaled_dot_product_attention(qk.select(1, 0), keys.narrow(2, 0, pos + 1),
-                                               values.narrow(2, 0, pos + 1), attn_mask=mask)  # (B, H, 1, D)
-            x.addmm_(y.view(B, C), wo)
-            torch.neg(x, out=neg)
-            gate, up = torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), wgu).chunk(2, 1)  # (B, hidden)
-            x.addmm_(F.silu(gate).mul_(up), wd)
-        torch.neg(x, out=neg)
-        return torch.mm(F.layer_norm(stream, (2, C), eps=eps).select(1, 0), head)  # (B, vocab)
 
     def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
@@ -550,6 +484,81 @@ class GPT(GenerativeModel):
         if path.is_file():
             self.set_tokenizer(Tokenizer.from_file(str(path)))
 
+
+class _Decoder:
+    """The one-token decode step of one generate call, written for few tensor ops and few weight bytes per
+    token: the matmuls here are tiny, so each op's microseconds of overhead and the weights' trip through
+    the cache set the speed, not FLOPs. Built once per call:
+
+    - Each RMSNorm's weight is folded into the matrix that reads its output (norm(x) * w @ W = norm(x) @ wW),
+      the temperature into the head; matrices are stored (in, out), as ``mm`` reads them.
+    - RoPE is a complex multiplication: q's and k's columns are reordered so that each rotated pair
+      (i, i + D/2) is adjacent, and, viewed as D/2 complex numbers, each head rotates in one in-place mul.
+      The cached keys are in that order too (a dot product does not change when both sides are permuted).
+    - RMSNorm without weight is the LayerNorm of [x, -x] (mean 0, variance mean(x^2), the same eps), and
+      ``F.layer_norm`` is one fused op where ``F.rms_norm`` is slower: so the residual stream is a (B, 2, C)
+      buffer holding x and -x, refreshed by a neg after each residual update.
+    - Every intermediate has a buffer allocated here, and the views a step reads are taken here, once.
+
+    It computes in float32 (or float64): complex arithmetic has no bfloat16.
+    """
+
+    def __init__(self, gpt: GPT, batch: int, temperature: float):
+        C, H, W, m = gpt.n_embd, gpt.n_head, gpt.n_positions, gpt.model
+        D, B, embed = C // H, batch, m.embed_tokens.weight
+        dtype = embed.dtype if embed.dtype in (torch.float32, torch.float64) else torch.float32
+        pairs = torch.arange(D).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2 + 1, ...]
+        order = torch.cat([(torch.arange(2 * H)[:, None] * D + pairs).reshape(-1), torch.arange(2 * C, 3 * C)])
+        self.kv_caches = [embed.new_empty(2, B, H, W, D, dtype=dtype) for _ in m.layers]  # per layer: keys, values
+        #: per layer (keys, values) as the blocks' forward fills them (prefill): keys (B, H, W, 2, D/2) is the
+        #: view of the decoder's pair order in transformers' order
+        self.caches = [(c[0].view(B, H, W, D // 2, 2).transpose(-1, -2), c[1]) for c in self.kv_caches]
+        self.layers = []  # per layer: its matrices, its cache, and that cache's (keys, values)
+        for b, cache in zip(m.layers, self.kv_caches):
+            a, mlp = b.self_attn, b.mlp
+            qkv = (torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]) * b.input_layernorm.weight)[order]
+            gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]) * b.post_attention_layernorm.weight
+            self.layers.append(tuple(w.t().to(dtype).contiguous() for w in (qkv, a.o_proj.weight, gate_up,
+                                                                              mlp.down_proj.weight))
+                               + (cache, cache[0], cache[1]))
+        scale = 1.0 / temperature if temperature not in (0, 1) else 1.0
+        self.embed = torch.cat([embed, -embed], 1).to(dtype)  # (vocab, 2C): x and -x
+        self.head = (embed * (m.norm.weight * scale)).t().to(dtype).contiguous()  # (C, vocab)
+        cos, sin = gpt.rope_cos.to(dtype), gpt.rope_sin.to(dtype)
+        self.rotation = torch.complex(cos[:, :D // 2], sin[:, D // 2:])  # (W, D/2): e^(i angle) of each pair
+        self.shape = (B, H, D)
+        # buffers, and the views of them that a step reads
+        stream = embed.new_empty(B, 2, C, dtype=dtype)  # x and -x
+        out = embed.new_empty(B, 3 * C, dtype=dtype)  # q, k, v
+        hidden = gate_up.shape[0] // 2
+        gate_up = embed.new_empty(B, 2 * hidden, dtype=dtype)
+        self.buffers = (
+            stream, stream.view(B, 2 * C), stream[:, 0], stream[:, 1], (2, C), gpt.init_args["rms_norm_eps"],
+            out, torch.view_as_complex(out[:, :2 * C].view(B, 2, H, 1, D // 2, 2)),  # q and k as complex pairs
+            out[:, :C].view(B, H, 1, D), out[:, C:].view(B, 2, H, 1, D).transpose(0, 1),  # q; k and v
+            gate_up, gate_up[:, :hidden], gate_up[:, hidden:], (B, C))
+
+    def step(self, token: Tensor, pos: int, pad: Tensor | None) -> Tensor:
+        """Logits (B, vocab) after feeding `token` (B,) at position `pos`. Locals and positional arguments
+        only: at ~100 ops per token, Python's attribute lookups and keyword parsing are worth avoiding."""
+        stream, flat, x, neg, norm_shape, eps, out, qk, q, kv, gate_up, gate, up, y_shape = self.buffers
+        torch.index_select(self.embed, 0, token, out=flat)
+        if pad is None:
+            rotation, mask = self.rotation[pos], None  # (D/2,)
+        else:
+            B, H, D = self.shape
+            rotation = self.rotation[(pos - pad).clamp_(min=0)].view(B, 1, 1, 1, D // 2)
+            mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
+        layer_norm, mm, attention, silu, length = torch.layer_norm, torch.mm, F.scaled_dot_product_attention, F.silu, pos + 1
+        for wqkv, wo, wgu, wd, cache, keys, values in self.layers:
+            mm(layer_norm(stream, norm_shape, None, None, eps, False).select(1, 0), wqkv, out=out)
+            qk.mul_(rotation)  # RoPE on q and k
+            cache.narrow(3, pos, 1).copy_(kv)
+            y = attention(q, keys.narrow(2, 0, length), values.narrow(2, 0, length), mask)  # (B, H, 1, D)
+            torch.neg(x.addmm_(y.view(y_shape), wo), out=neg)
+            mm(layer_norm(stream, norm_shape, None, None, eps, False).select(1, 0), wgu, out=gate_up)
+            torch.neg(x.addmm_(silu(gate, inplace=True).mul_(up), wd), out=neg)
+        return mm(layer_norm(stream, norm_shape, None, None, eps, False).select(1, 0), self.head)  # (B, vocab)
 
 # -- sampling ----------------------------------------------------------------------------------
 
