@@ -3,6 +3,7 @@
     python benchmarks/text.py train      # training step: nanoGPT's loop and model vs genzoo's Lightning recipe
     python benchmarks/text.py generate   # our generate vs transformers' generate, same weights, batch 1 and 16
     python benchmarks/text.py quality    # nanoGPT's model and ours, 2,000 iterations of nanoGPT's loop, val loss
+    python benchmarks/text.py parts      # where the step's time goes: Llama's parts swapped for cheaper stand-ins
 
 Each side runs in turn, repeated (``--repeats``), and the best run of each is reported with the
 ratio. Wall-clock and CPU time are both given: on a shared machine CPU time is the steadier measure.
@@ -275,9 +276,56 @@ def bench_quality(args) -> dict:
     return report
 
 
+def bench_parts(args) -> dict:
+    """Where genzoo's training step spends the time that nanoGPT's does not: nanoGPT's loop timing nanoGPT's
+    model, genzoo's, and genzoo's with parts of Llama's block swapped for stand-ins: LayerNorm (one fused
+    kernel each way, what a fused RMSNorm would cost) for RMSNorm, no rotation at all for RoPE, and GPT-2's
+    GELU MLP (same parameters, two matmuls) for SwiGLU. With all three swapped it is GPT-2's block, the
+    control: it should time like nanoGPT's. Timing only: the stand-ins are not trained."""
+    import contextlib
+    from unittest import mock
+
+    import zoo.models.gpt as gpt_module
+
+    def genzoo(layer_norm: bool = False, gelu_mlp: bool = False) -> nn.Module:
+        model = GenzooGPT()
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if layer_norm and isinstance(child, gpt_module.RMSNorm):
+                    setattr(parent, name, nn.LayerNorm(child.weight.shape[0], eps=child.eps, bias=False))
+                if gelu_mlp and isinstance(child, gpt_module.MLP):
+                    C = child.gate_proj.in_features
+                    setattr(parent, name, nn.Sequential(nn.Linear(C, 4 * C, bias=False), nn.GELU(),
+                                                        nn.Linear(4 * C, C, bias=False)))
+        return model
+
+    variants = {"nanogpt": (NanoGPT, False), "genzoo": (genzoo, False),
+                "genzoo_layernorm_for_rmsnorm": (lambda: genzoo(layer_norm=True), False),
+                "genzoo_without_rope": (genzoo, True),
+                "genzoo_gelu_mlp_for_swiglu": (lambda: genzoo(gelu_mlp=True), False),
+                "genzoo_layernorm_and_without_rope": (lambda: genzoo(layer_norm=True), True),
+                "genzoo_all_three_swapped": (lambda: genzoo(layer_norm=True, gelu_mlp=True), True)}
+    dm = TextDataModule("tinyshakespeare")
+    dm.setup("fit")
+    data = dm.encoded("train")
+    best = {name: math.inf for name in variants}
+    for _ in range(args.repeats):
+        for name, (make, without_rope) in variants.items():
+            torch.manual_seed(0)
+            model = make()
+            with mock.patch.object(gpt_module, "rotate", lambda x, cos, sin: x) if without_rope else contextlib.nullcontext():
+                best[name] = min(best[name], nanogpt_train(model, data, args.steps))
+            del model
+    report = {"steps": args.steps, "threads": torch.get_num_threads()}
+    for name, seconds in best.items():
+        report[f"{name}_ms_per_iter"] = 1e3 * seconds / args.steps
+        report[f"{name}_throughput_over_nanogpt"] = best["nanogpt"] / seconds
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "generate", "quality"])
+    parser.add_argument("what", choices=["train", "generate", "quality", "parts"])
     parser.add_argument("--steps", type=int, default=100, help="training steps timed (train)")
     parser.add_argument("--new-tokens", type=int, default=500, help="new tokens per text (generate)")
     parser.add_argument("--top-k", type=int, default=None, help="top-k of both generates (default: none)")
@@ -287,7 +335,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = {"train": bench_train, "generate": bench_generate, "quality": bench_quality}[args.what](args)
+    report = {"train": bench_train, "generate": bench_generate, "quality": bench_quality,
+              "parts": bench_parts}[args.what](args)
     print(json.dumps(report, indent=2))
 
 
