@@ -546,7 +546,7 @@ class _Decoder:
         if pad is None:
             rotation, mask = self.rotation[pos], None  # (D/2,)
         else:
-            B, H, D = self.shape
+            B, _, D = self.shape
             rotation = self.rotation[(pos - pad).clamp_(min=0)].view(B, 1, 1, 1, D // 2)
             mask = (torch.arange(pos + 1, device=token.device)[None, :] >= pad[:, None])[:, None, None]  # (B,1,1,L)
         layer_norm, mm, attention, silu, length = torch.layer_norm, torch.mm, F.scaled_dot_product_attention, F.silu, pos + 1
