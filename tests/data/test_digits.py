@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+import zoo
 from zoo.data.digits import SIZES, DigitsDataModule, digits_split
 
 
@@ -26,3 +28,32 @@ def test_datamodule_batches():
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 8, 8) and y.shape == (32,)
     assert sum(len(b[0]) for b in dm.test_dataloader()) == 270
+
+
+def test_small_real_training_set_plus_synthetic_digits():
+    real_x, real_y = digits_split("train")
+    dm = DigitsDataModule(train_per_class=3, synthetic="cvae-digits", synthetic_per_class=4, synthetic_seed=1)
+    dm.setup("fit")
+    x, y = dm.datasets["train"].tensors
+    assert len(x) == 10 * 3 + 10 * 4 and torch.bincount(y).tolist() == [7] * 10
+    first_three = torch.cat([torch.nonzero(real_y == c)[:3, 0] for c in range(10)]).sort().values
+    assert torch.equal(x[:30], real_x[first_three]) and torch.equal(y[:30], real_y[first_three])
+    assert y[30:].tolist() == [c for c in range(10) for _ in range(4)]  # synthetic, class by class
+    assert x[30:].shape == (40, 1, 8, 8) and 0 <= x[30:].min() and x[30:].max() <= 1
+    assert len(dm.datasets["test"]) == 270 and len(dm.datasets["val"]) == 270  # real only
+    again = DigitsDataModule(train_per_class=3, synthetic="cvae-digits", synthetic_per_class=4, synthetic_seed=1)
+    again.setup("fit")
+    assert torch.equal(again.datasets["train"].tensors[0], x)  # seeded
+
+
+def test_synthetic_digits_need_a_conditional_digits_model():
+    with pytest.raises(ValueError, match="conditional on the 10 digits.*'vae-digits' has num_classes=None"):
+        DigitsDataModule(synthetic="vae-digits").setup("fit")
+    with pytest.raises(ValueError, match="train_per_class must be None or a positive integer, got 0"):
+        DigitsDataModule(train_per_class=0)
+    with pytest.raises(ValueError, match="labelled samples need a class-conditional model"):
+        zoo.load("gmm-digits").labelled_samples(5)
+    with pytest.raises(ValueError, match="per_class must be a positive integer, got 0"):
+        zoo.load("nb-digits").labelled_samples(0)
+    x, y = zoo.load("nb-digits").labelled_samples(2, seed=0)
+    assert x.shape == (20, 1, 8, 8) and y.tolist() == [c for c in range(10) for _ in range(2)]

@@ -3,6 +3,14 @@
 Split (fixed by `seed`, default 0): a seeded permutation of all 1,797 images,
 then the first 1,257 for train, the next 270 for validation and the last 270 for
 test. Pixels are scaled to [0, 1] as value / 16, so each pixel takes one of 17 levels.
+
+Data augmentation with a generative model: ``DigitsDataModule(synthetic="ddpm-digits")`` adds
+``synthetic_per_class`` samples of each digit from a class-conditional model to the training split
+(validation and test stay real), and ``train_per_class`` keeps only the first k real training images of
+each digit, to study a small labelled set. From a recipe::
+
+    genzoo fit --config recipes/digits-classifier.yaml --data.train_per_class 10 \
+        --data.synthetic ddpm-digits --data.synthetic_per_class 100
 """
 
 from __future__ import annotations
@@ -44,17 +52,48 @@ class DigitsDataModule(L.LightningDataModule):
     image_shape = (1, 8, 8)
     levels = 17
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, train_per_class: int | None = None,
+                 synthetic: str | None = None, synthetic_per_class: int = 100, synthetic_seed: int = 0):
+        """`train_per_class`: keep the first k training images of each digit (None: all 1,257); `synthetic`:
+        a class-conditional model (name or folder) whose `synthetic_per_class` samples of each digit, drawn
+        with `synthetic_seed`, join the training split."""
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if train_per_class is not None and (isinstance(train_per_class, bool) or not isinstance(train_per_class, int)
+                                            or train_per_class < 1):
+            raise ValueError(f"train_per_class must be None or a positive integer, got {train_per_class!r}")
         self.save_hyperparameters()
         self.datasets: dict[str, TensorDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             if split not in self.datasets:
-                self.datasets[split] = TensorDataset(*digits_split(split, self.hparams.seed))
+                images, labels = digits_split(split, self.hparams.seed)
+                if split == "train":
+                    images, labels = self._training_data(images, labels)
+                self.datasets[split] = TensorDataset(images, labels)
+
+    def _training_data(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real training images (the first `train_per_class` of each digit), then the synthetic ones."""
+        h = self.hparams
+        if h.train_per_class is not None:
+            keep = torch.cat([torch.nonzero(labels == c)[:h.train_per_class, 0] for c in range(self.num_classes)])
+            keep = keep.sort().values  # the split's order, not class by class
+            images, labels = images[keep], labels[keep]
+        if h.synthetic is None:
+            return images, labels
+        import zoo
+
+        model = zoo.load(h.synthetic)
+        if model.num_classes != self.num_classes:
+            raise ValueError(f"synthetic must be a model conditional on the {self.num_classes} digits; "
+                             f"{h.synthetic!r} has num_classes={model.num_classes}")
+        fake, fake_labels = model.labelled_samples(h.synthetic_per_class, seed=h.synthetic_seed)
+        if fake.shape[1:] != images.shape[1:]:
+            raise ValueError(f"synthetic model {h.synthetic!r} makes images of shape {tuple(fake.shape[1:])}, "
+                             f"not the digits' {tuple(images.shape[1:])}")
+        return torch.cat([images, fake.float().cpu()]), torch.cat([labels, fake_labels.cpu()])
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,

@@ -57,6 +57,21 @@ class GenerativeModel(nn.Module):
         """Anomaly score per example: higher = more unusual. By default ``-log_prob(x)``."""
         return -self.log_prob(x)
 
+    @torch.no_grad()
+    def labelled_samples(self, per_class: int, *, seed: int | None = None,
+                         **sample_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthetic labelled data (data augmentation): `per_class` samples of every class, class by class,
+        and their labels (num_classes * per_class,). A class-conditional model only; `sample_kwargs` go to
+        ``sample`` (e.g. ``steps`` or ``guidance`` for diffusion)."""
+        if not self.num_classes:
+            raise ValueError(f"labelled samples need a class-conditional model; this {type(self).__name__} is "
+                             f"unconditional (num_classes=None)")
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+        labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(per_class)
+        self._check_n(len(labels))
+        return self.sample(len(labels), seed=seed, labels=labels, **sample_kwargs), labels
+
     # -- helpers for subclasses ------------------------------------------------------------
 
     @property
