@@ -313,7 +313,7 @@ def bench_parts(args) -> dict:
         for name, (make, without_rope) in variants.items():
             torch.manual_seed(0)
             model = make()
-            with mock.patch.object(gpt_module, "rotate", lambda x, cos, sin: x) if without_rope else contextlib.nullcontext():
+            with mock.patch.object(gpt_module, "rotate", lambda x, rotation: x) if without_rope else contextlib.nullcontext():
                 best[name] = min(best[name], nanogpt_train(model, data, args.steps))
             del model
     report = {"steps": args.steps, "threads": torch.get_num_threads()}

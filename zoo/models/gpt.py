@@ -61,18 +61,31 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(n_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos and signed sin (n_positions, head_dim) of the rotary embedding in transformers' "rotate half"
-    layout: the sin table is [-sin, sin], so that ``rotate`` needs a roll instead of a negation and a cat."""
+def rope_table(n_positions: int, head_dim: int, theta: float) -> Tensor:
+    """(n_positions, head_dim / 2, 2): cos and sin of each position's angle for each rotated pair (float32;
+    a real table, so that ``Module.to(dtype)`` converts it; ``rotations`` views it as complex)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.outer(torch.arange(n_positions, dtype=torch.float64), inv_freq)  # (n_positions, head_dim / 2)
-    return torch.cat([angles.cos(), angles.cos()], -1).float(), torch.cat([-angles.sin(), angles.sin()], -1).float()
+    return torch.stack([angles.cos(), angles.sin()], -1).float()
 
 
-def rotate(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
-    """RoPE on the last dimension (the head's): x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]
-    is computed as roll(x, half) * [-1, 1] (three ops, dtype-agnostic)."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
+def rotations(table: Tensor) -> Tensor:
+    """e^(i angle) (..., head_dim / 2) of `table` rows (..., head_dim / 2, 2), complex64 (complex128 for float64)."""
+    return torch.view_as_complex(table.to(torch.promote_types(table.dtype, torch.float32)).contiguous())
+
+
+def pair_order(n_head: int, head_dim: int) -> Tensor:
+    """The (n_head * head_dim,) order of q's and k's features that puts each pair RoPE rotates together,
+    (i, i + head_dim / 2) in transformers' "rotate half" layout, side by side: [0, D/2, 1, D/2 + 1, ...] per head."""
+    pairs = torch.arange(head_dim).view(2, head_dim // 2).t().reshape(-1)
+    return (torch.arange(n_head)[:, None] * head_dim + pairs).reshape(-1)
+
+
+def rotate(x: Tensor, rotation: Tensor) -> Tensor:
+    """RoPE on x (..., D) whose features are in ``pair_order``: the D/2 pairs as complex numbers, times
+    `rotation` (broadcastable to (..., D/2)). One complex multiply each way, computed in float32 at least."""
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    return torch.view_as_real(torch.view_as_complex(wide.unflatten(-1, (-1, 2))) * rotation).flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -81,25 +94,28 @@ class Attention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float):
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
+        self.register_buffer("pair_order", pair_order(n_head, n_embd // n_head), persistent=False)
         self.q_proj = nn.Linear(n_embd, n_embd, bias=False)
         self.k_proj = nn.Linear(n_embd, n_embd, bias=False)
         self.v_proj = nn.Linear(n_embd, n_embd, bias=False)
         self.o_proj = nn.Linear(n_embd, n_embd, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache: tuple[Tensor, Tensor] | None = None,
+    def forward(self, x: Tensor, rotation: Tensor, cache: tuple[Tensor, Tensor] | None = None,
                 mask: Tensor | None = None) -> Tensor:
-        """`rope`: cos and signed sin of each position, broadcastable to (B, H, T, D); `cache`: (keys, values)
-        buffers (B, H, n_positions, D) to fill with this window's (generation's prefill); `mask`: (B, 1, T, T)
-        booleans replacing the causal mask (left padding)."""
+        """`rotation`: RoPE's e^(i angle) of each position, broadcastable to (B, T, H, D/2); `cache`: (keys,
+        values) buffers (B, H, n_positions, D) to fill with this window's (generation's prefill; keys in
+        ``pair_order``); `mask`: (B, 1, T, T) booleans replacing the causal mask (left padding).
+
+        q's and k's weight rows are taken in ``pair_order`` (a gather of the small weight, not of the
+        activations), so RoPE is one complex multiply; attention does not change, as q and k share the order."""
         B, T, C = x.shape
         H = self.n_head
-        # three projections, not one fused: contiguous outputs make the step faster (fused in decoding only)
-        q, k, v = (proj(x).view(B, T, H, C // H).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        q, k = rotate(q, *rope), rotate(k, *rope)  # (B, H, T, D) each
+        q, k = (F.linear(x, proj.weight[self.pair_order]).view(B, T, H, C // H) for proj in (self.q_proj, self.k_proj))
+        q, k = rotate(q, rotation).transpose(1, 2), rotate(k, rotation).transpose(1, 2)  # (B, H, T, D) each
+        v = self.v_proj(x).view(B, T, H, C // H).transpose(1, 2)
         if cache is not None:
-            keys, values = cache
-            keys[:, :, :T] = k.view(keys[:, :, :T].shape)  # keys may be (B, H, n_positions, 2, D/2): see _Decoder
-            values[:, :, :T] = v
+            cache[0][:, :, :T] = k
+            cache[1][:, :, :T] = v
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -129,9 +145,9 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd, hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache: tuple[Tensor, Tensor] | None = None,
+    def forward(self, x: Tensor, rotation: Tensor, cache: tuple[Tensor, Tensor] | None = None,
                 mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop(self.self_attn(self.input_layernorm(x), rope, cache, mask))
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), rotation, cache, mask))
         return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -193,9 +209,8 @@ class GPT(GenerativeModel):
                                  for _ in range(n_layer)),
             norm=RMSNorm(n_embd, rms_norm_eps),
         ))
-        cos, signed_sin = rope_tables(n_positions, n_embd // n_head, rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)  # (n_positions, head size): derived, not saved
-        self.register_buffer("rope_sin", signed_sin, persistent=False)
+        # (n_positions, head size / 2, 2): derived, not saved
+        self.register_buffer("rope", rope_table(n_positions, n_embd // n_head, rope_theta), persistent=False)
         for name, p in self.named_parameters():  # GPT-2's init: N(0, 0.02), residual projections / sqrt(2 n_layer)
             if p.dim() == 2:
                 scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
@@ -223,9 +238,9 @@ class GPT(GenerativeModel):
             raise ValueError(f"idx has {T} tokens, more than the context window n_positions={self.n_positions}")
         m = self.model
         x = m.drop(m.embed_tokens(idx))  # (B, T, C)
-        rope = (self.rope_cos[:T], self.rope_sin[:T])
+        rotation = rotations(self.rope[:T, None])  # (T, 1, D/2)
         for block in m.layers:
-            x = block(x, rope)
+            x = block(x, rotation)
         return self._head(x)
 
     def _head(self, x: Tensor) -> Tensor:
@@ -357,17 +372,17 @@ class GPT(GenerativeModel):
     def _prefill(self, idx: Tensor, kvs: list[tuple[Tensor, Tensor]], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
         """Run the prompt window through the blocks, filling the caches; logits of its last token, / temperature."""
         m, T = self.model, idx.shape[1]
-        rope = (self.rope_cos[:T], self.rope_sin[:T])
+        rotation = rotations(self.rope[:T, None])  # (T, 1, D/2)
         mask = None
         if pad is not None:  # each row's first real token is position 0; padded keys are masked out
             positions = (torch.arange(T, device=idx.device)[None, :] - pad[:, None]).clamp(min=0)  # (B, T)
-            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, D)
+            rotation = rotations(self.rope[positions][:, :, None])  # (B, T, 1, D/2)
             keys = torch.arange(T, device=idx.device)
             mask = (keys[None, :] <= keys[:, None])[None, None] & (keys[None, :] >= pad[:, None])[:, None, None]
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # (B, 1, T, T); pads see themselves
         x = m.embed_tokens(idx)  # (B, T, C)
         for block, kv in zip(m.layers, kvs):
-            x = block(x, rope, kv, mask)
+            x = block(x, rotation, kv, mask)
         logits = self._head(x[:, -1])  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
@@ -492,9 +507,8 @@ class _Decoder:
 
     - Each RMSNorm's weight is folded into the matrix that reads its output (norm(x) * w @ W = norm(x) @ wW),
       the temperature into the head; matrices are stored (in, out), as ``mm`` reads them.
-    - RoPE is a complex multiplication: q's and k's columns are reordered so that each rotated pair
-      (i, i + D/2) is adjacent, and, viewed as D/2 complex numbers, each head rotates in one in-place mul.
-      The cached keys are in that order too (a dot product does not change when both sides are permuted).
+    - RoPE is a complex multiplication, as in the blocks: q's and k's columns are in ``pair_order``, and,
+      viewed as D/2 complex numbers, each head rotates in one in-place mul.
     - RMSNorm without weight is the LayerNorm of [x, -x] (mean 0, variance mean(x^2), the same eps), and
       ``F.layer_norm`` is one fused op where ``F.rms_norm`` is slower: so the residual stream is a (B, 2, C)
       buffer holding x and -x, refreshed by a neg after each residual update.
@@ -506,17 +520,15 @@ class _Decoder:
     def __init__(self, gpt: GPT, batch: int, temperature: float):
         C, H, W, m = gpt.n_embd, gpt.n_head, gpt.n_positions, gpt.model
         D, B, embed = C // H, batch, m.embed_tokens.weight
-        dtype = embed.dtype if embed.dtype in (torch.float32, torch.float64) else torch.float32
-        pairs = torch.arange(D).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2 + 1, ...]
-        order = torch.cat([(torch.arange(2 * H)[:, None] * D + pairs).reshape(-1), torch.arange(2 * C, 3 * C)])
+        dtype = torch.promote_types(embed.dtype, torch.float32)
         self.kv_caches = [embed.new_empty(2, B, H, W, D, dtype=dtype) for _ in m.layers]  # per layer: keys, values
-        #: per layer (keys, values) as the blocks' forward fills them (prefill): keys (B, H, W, 2, D/2) is the
-        #: view of the decoder's pair order in transformers' order
-        self.caches = [(c[0].view(B, H, W, D // 2, 2).transpose(-1, -2), c[1]) for c in self.kv_caches]
+        #: per layer (keys, values) (B, H, W, D), as the blocks' forward fills them (prefill)
+        self.caches = [(c[0], c[1]) for c in self.kv_caches]
         self.layers = []  # per layer: its matrices, its cache, and that cache's (keys, values)
         for b, cache in zip(m.layers, self.kv_caches):
             a, mlp = b.self_attn, b.mlp
-            qkv = (torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]) * b.input_layernorm.weight)[order]
+            q, k = a.q_proj.weight[a.pair_order], a.k_proj.weight[a.pair_order]
+            qkv = torch.cat([q, k, a.v_proj.weight]) * b.input_layernorm.weight
             gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]) * b.post_attention_layernorm.weight
             self.layers.append(tuple(w.t().to(dtype).contiguous() for w in (qkv, a.o_proj.weight, gate_up,
                                                                               mlp.down_proj.weight))
@@ -524,8 +536,7 @@ class _Decoder:
         scale = 1.0 / temperature if temperature not in (0, 1) else 1.0
         self.embed = torch.cat([embed, -embed], 1).to(dtype)  # (vocab, 2C): x and -x
         self.head = (embed * (m.norm.weight * scale)).t().to(dtype).contiguous()  # (C, vocab)
-        cos, sin = gpt.rope_cos.to(dtype), gpt.rope_sin.to(dtype)
-        self.rotation = torch.complex(cos[:, :D // 2], sin[:, D // 2:])  # (W, D/2): e^(i angle) of each pair
+        self.rotation = rotations(gpt.rope.to(dtype))  # (W, D/2): e^(i angle) of each pair
         self.shape = (B, H, D)
         # buffers, and the views of them that a step reads
         stream = embed.new_empty(B, 2, C, dtype=dtype)  # x and -x
