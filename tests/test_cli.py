@@ -2,7 +2,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from zoo.cli import main
@@ -77,3 +79,24 @@ def test_eval_of_an_image_model_names_its_feature_extractor(capsys):
     assert main(["eval", "dcgan-digits", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["feature_extractor"].startswith("digits-classifier") and out["fid"] > 0 and out["floor_fid"] > 0
+
+
+def test_sample_writes_labelled_arrays_for_training(tmp_path):
+    from zoo.metrics.features import digits_classifier
+
+    out = tmp_path / "synthetic.npz"
+    assert main(["sample", "cvae-digits", "--n", "40", "--seed", "1", "--out", str(out)]) == 0
+    data = np.load(out)
+    images, labels = torch.from_numpy(data["images"]), torch.from_numpy(data["labels"])
+    assert images.shape == (40, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+    assert labels.tolist() == [i % 10 for i in range(40)]
+    with torch.no_grad():  # the labels are the digits drawn: the packaged classifier agrees
+        assert (digits_classifier().predict(images) == labels).float().mean() >= 0.9
+    assert main(["sample", "vae-digits", "--n", "4", "--out", str(out)]) == 0
+    assert set(np.load(out).files) == {"images"}  # unconditional: no labels
+
+
+def test_npz_output_is_for_images(tmp_path, capsys):
+    assert main(["sample", "hmm-shakespeare-char", "--n", "1", "--out", str(tmp_path / "x.npz")]) == 2
+    assert ".npz holds image arrays" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()

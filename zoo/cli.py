@@ -71,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
-    from zoo.images import save_grid
+    from zoo.images import save_arrays, save_grid
     from zoo.registry import load
 
     model = load(args.name)
@@ -87,7 +87,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
         conditions["labels"] = torch.arange(args.n) % num_classes
         nrow = nrow or num_classes
     samples = model.sample(args.n, seed=args.seed, **conditions)
-    if isinstance(samples, torch.Tensor) and samples.dim() == 4:  # images
+    images = isinstance(samples, torch.Tensor) and samples.dim() == 4
+    if args.out and args.out.endswith(".npz"):  # the arrays themselves: synthetic training data
+        if not images:
+            raise ValueError(f"--out {args.out}: .npz holds image arrays; {args.name} makes "
+                             f"{type(samples[0]).__name__} samples (omit --out to print them)")
+        arrays = {"images": samples.cpu().numpy()}
+        if "labels" in conditions:
+            arrays["labels"] = torch.as_tensor(conditions["labels"]).expand(len(samples)).cpu().numpy()
+        path = save_arrays(arrays, args.out)
+        print(f"wrote {len(samples)} samples of {args.name} ({', '.join(arrays)}) to {path}")
+        return
+    if images:
         path = save_grid(samples, args.out or "samples.png", nrow=nrow, scale=args.scale)
         print(f"wrote {len(samples)} samples of {args.name} to {path}")
         return
@@ -167,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same samples")
     p.add_argument("--label", type=int, help="class label for conditional models (default: one column per class)")
-    p.add_argument("--out", help="output file: a PNG grid for images (default samples.png); text models print "
-                                 "their samples and also write them here if given")
+    p.add_argument("--out", help="output file: a PNG grid for images (default samples.png), or a .npz of the "
+                                 "arrays (images (N, C, H, W) in [0, 1], and labels for conditional models: "
+                                 "synthetic training data); text models print their samples and also write them "
+                                 "here if given")
     p.add_argument("--prompt", help="prompt for text models")
     p.add_argument("--max-new-tokens", type=int, help="tokens to generate per text (text models; default 200)")
     p.add_argument("--nrow", type=int, help="images per row")

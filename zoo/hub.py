@@ -44,7 +44,7 @@ class CheckpointError(ValueError):
 # -- writing ---------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it over `path` (atomic on POSIX)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -75,7 +75,7 @@ def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str
         **(extra_files or {}),
     }
     for name, data in blobs.items():
-        _write_atomic(folder / name, data)
+        write_atomic(folder / name, data)
     return folder
 
 

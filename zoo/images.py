@@ -26,6 +26,23 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, scale: int = 4, pad
     return Image.fromarray(pixels[0] if c == 1 else pixels.transpose(1, 2, 0))
 
 
+def save_arrays(arrays: dict, path: str | Path) -> Path:
+    """Write numpy `arrays` as a compressed .npz at `path`, atomically (an existing file is replaced whole
+    or not at all); returns the path."""
+    import io
+
+    import numpy as np
+
+    from zoo.hub import write_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 4) -> Path:
     """Write `images` (N, C, H, W) in [0, 1] as one PNG grid; returns the path."""
     path = Path(path)
