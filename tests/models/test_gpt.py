@@ -82,9 +82,9 @@ def test_decode_steps_give_the_forward_logits(gpt, dtype, atol):
     model = gpt.to(dtype)
     ids = torch.tensor([gpt.encode("First Citizen")])
     with torch.inference_mode():
-        full = model(ids)[0].double()  # (T, vocab)
-        decoder = _Decoder(model, 1, temperature=1.0)
-        logits, pos = model._prefill(ids[:, :5], decoder.caches, None, 1.0)
+        full = model(ids)[0].double() / 0.5  # (T, vocab), at temperature 0.5
+        decoder = _Decoder(model, 1, temperature=0.5)
+        logits, pos = model._prefill(ids[:, :5], decoder.caches, None, 0.5)
         assert torch.allclose(logits[0].double(), full[4], atol=atol, rtol=0)
         for t in range(pos, ids.shape[1]):
             assert torch.allclose(decoder.step(ids[:, t], t, None)[0].double(), full[t], atol=atol, rtol=0)
