@@ -521,11 +521,11 @@ class _Decoder:
         C, H, W, m = gpt.n_embd, gpt.n_head, gpt.n_positions, gpt.model
         D, B, embed = C // H, batch, m.embed_tokens.weight
         dtype = torch.promote_types(embed.dtype, torch.float32)
-        self.kv_caches = [embed.new_empty(2, B, H, W, D, dtype=dtype) for _ in m.layers]  # per layer: keys, values
+        kv_caches = [embed.new_empty(2, B, H, W, D, dtype=dtype) for _ in m.layers]  # per layer: keys, values
         #: per layer (keys, values) (B, H, W, D), as the blocks' forward fills them (prefill)
-        self.caches = [(c[0], c[1]) for c in self.kv_caches]
+        self.caches = [(c[0], c[1]) for c in kv_caches]
         self.layers = []  # per layer: its matrices, its cache, and that cache's (keys, values)
-        for b, cache in zip(m.layers, self.kv_caches):
+        for b, cache in zip(m.layers, kv_caches):
             a, mlp = b.self_attn, b.mlp
             q, k = a.q_proj.weight[a.pair_order], a.k_proj.weight[a.pair_order]
             qkv = torch.cat([q, k, a.v_proj.weight]) * b.input_layernorm.weight
@@ -570,6 +570,7 @@ class _Decoder:
             mm(layer_norm(stream, norm_shape, None, None, eps, False).select(1, 0), wgu, out=gate_up)
             torch.neg(x.addmm_(silu(gate, inplace=True).mul_(up), wd), out=neg)
         return mm(layer_norm(stream, norm_shape, None, None, eps, False).select(1, 0), self.head)  # (B, vocab)
+
 
 # -- sampling ----------------------------------------------------------------------------------
 
