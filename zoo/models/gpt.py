@@ -14,7 +14,8 @@ checkpoint::
     transformers.pipeline("text-generation", model=folder)           # no custom code
 
 The module itself is plain torch (``F.scaled_dot_product_attention``), so loading and sampling never
-import transformers. Generation has its own lean loop: a preallocated KV cache, one token per step,
+import transformers. RoPE is one complex multiply: q and k are computed with their weight rows in
+``pair_order``, which puts each rotated pair side by side (the stored weights keep transformers' order). Generation has its own lean loop: a preallocated KV cache, one token per step,
 the Gumbel-max trick for sampling; it is several times faster than transformers' ``generate`` on
 small models, where Python overhead per step dominates.
 
