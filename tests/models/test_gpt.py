@@ -198,3 +198,23 @@ def test_loading_and_generating_stay_light(folder):
             "print(','.join(m for m in ('lightning', 'transformers', 'gradio', 'torchvision', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_rms_norm_gradients_equal_torch_rms_norm():
+    from zoo.models.gpt import RMSNorm, _RMSNormFunction
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True), torch.randn(8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x, w: _RMSNormFunction.apply(x, w, 1e-6), (x, w.requires_grad_()))
+    norm = RMSNorm(16, 1e-6)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(4, 5, 16, requires_grad=True)
+    g = torch.randn(4, 5, 16)
+    ours = torch.autograd.grad(norm(x), (x, norm.weight), g)
+    reference = torch.autograd.grad(F.rms_norm(x, (16,), norm.weight, 1e-6), (x, norm.weight), g)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, reference))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the float32 residual stream under autocast: ours
+        assert norm(x).grad_fn.name().startswith("_RMSNormFunction")
+    with torch.no_grad():  # inference: torch's fused forward
+        assert norm(x).grad_fn is None and torch.equal(norm(x), F.rms_norm(x, (16,), norm.weight, 1e-6))
