@@ -69,7 +69,7 @@ class _RMSNormFunction(torch.autograd.Function):
     op by op (about ten passes over the activations), which made it the largest part of the training step
     that GPT-2's block does not have. With a zero mean, LayerNorm's input gradient is RMSNorm's minus
     rstd * mean(g * w), added back here; its weight gradient is RMSNorm's as it is. Same gradients (to
-    rounding), a 4-7% faster step."""
+    rounding), a 2-7% faster training step on a 2-core CPU."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
