@@ -59,17 +59,18 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and x.dtype == self.weight.dtype and hasattr(torch.ops.aten, "_fused_rms_norm"):
+        fused_backward = x.is_cpu and x.dtype == self.weight.dtype and hasattr(torch.ops.aten, "_fused_rms_norm")
+        if torch.is_grad_enabled() and fused_backward:
             return _RMSNormFunction.apply(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 class _RMSNormFunction(torch.autograd.Function):
-    """RMSNorm with a backward made of LayerNorm's fused backward kernel: torch differentiates ``rms_norm``
-    op by op (about ten passes over the activations), which made it the largest part of the training step
-    that GPT-2's block does not have. With a zero mean, LayerNorm's input gradient is RMSNorm's minus
-    rstd * mean(g * w), added back here; its weight gradient is RMSNorm's as it is. Same gradients (to
-    rounding), a 2-7% faster training step on a 2-core CPU."""
+    """RMSNorm with a backward made of LayerNorm's fused backward kernel, on CPU: there torch has no fused
+    RMSNorm backward and differentiates ``rms_norm`` op by op (about ten passes over the activations),
+    which made it the largest part of the training step that GPT-2's block does not have. With a zero
+    mean, LayerNorm's input gradient is RMSNorm's minus rstd * mean(g * w), added back here; its weight
+    gradient is RMSNorm's as it is. Same gradients (to rounding), a 2-7% faster training step on 2 cores."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
