@@ -1,4 +1,8 @@
+import atexit
+import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,10 +10,14 @@ import torch
 
 # Tests never touch the network: the Hub is reached only through a real local cache folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Corpora (tinyshakespeare) come from the shared data folder beside the checkout, never the network.
-_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if _SHARED_DATA.is_dir():
-    os.environ.setdefault("GENZOO_DATA_DIR", str(_SHARED_DATA))
+# Nor do corpora: tinyshakespeare (karpathy/char-rnn, MIT) ships with the tests, gzipped, and is unpacked
+# once per run, unless GENZOO_DATA_DIR already names a folder that holds it.
+if "GENZOO_DATA_DIR" not in os.environ:
+    _corpora = tempfile.mkdtemp(prefix="genzoo-test-corpora-")
+    atexit.register(shutil.rmtree, _corpora, ignore_errors=True)
+    with gzip.open(Path(__file__).parent / "data" / "tinyshakespeare.txt.gz", "rb") as packed:
+        (Path(_corpora) / "tinyshakespeare.txt").write_bytes(packed.read())
+    os.environ["GENZOO_DATA_DIR"] = _corpora
 
 
 @pytest.fixture
