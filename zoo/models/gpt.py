@@ -59,10 +59,13 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        fused_backward = x.is_cpu and x.dtype == self.weight.dtype and hasattr(torch.ops.aten, "_fused_rms_norm")
-        if torch.is_grad_enabled() and fused_backward:
+        if torch.is_grad_enabled() and _FUSED_RMS_NORM and x.is_cpu and x.dtype == self.weight.dtype:
             return _RMSNormFunction.apply(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+#: torch's one-kernel RMSNorm forward (it returns rstd too), which ``_RMSNormFunction`` needs (recent torch only)
+_FUSED_RMS_NORM = hasattr(torch.ops.aten, "_fused_rms_norm")
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -569,7 +572,7 @@ class _Decoder:
         # buffers, and the views of them that a step reads
         stream = embed.new_empty(B, 2, C, dtype=dtype)  # x and -x
         out = embed.new_empty(B, 3 * C, dtype=dtype)  # q, k, v
-        hidden = gate_up.shape[0] // 2
+        hidden = m.layers[0].mlp.gate_proj.out_features
         gate_up = embed.new_empty(B, 2 * hidden, dtype=dtype)
         self.buffers = (
             stream, stream.view(B, 2 * C), stream[:, 0], stream[:, 1], (2, C), gpt.init_args["rms_norm_eps"],
