@@ -56,7 +56,7 @@ def sampling_rows(batch: int, repeats: int) -> list[dict]:
     for name in IMAGE_MODELS:
         model = zoo.load(name)
         settings = [({}, "")]
-        if model.family == "diffusion":
+        if "steps" in model.accepts():  # an iterative sampler: time it at several step counts
             settings = [(dict(steps=s, progress=False), f"DDIM {s} steps") for s in (50, 20, 10)]
             settings.append((dict(steps=50, guidance=2.0, progress=False), "DDIM 50 steps, guidance 2"))
         for kwargs, how in settings:
@@ -68,6 +68,7 @@ def sampling_rows(batch: int, repeats: int) -> list[dict]:
 
 def training_rows(repeats: int) -> list[dict]:
     """Seconds per optimiser step at batch 64 for each family, with its recipe's architecture."""
+    from zoo.data.digits import SPEC
     from zoo.models.diffusion import DDPM
     from zoo.models.gan import GAN
     from zoo.models.vae import VAE
@@ -76,8 +77,9 @@ def training_rows(repeats: int) -> list[dict]:
     torch.manual_seed(0)
     x, y = torch.rand(64, 1, 8, 8), torch.randint(10, (64,))
     x = (x * 16).round() / 16  # 17 grey levels, like digits
-    vae, ddpm = VAE(latent_dim=16, hidden=32, num_classes=10), DDPM(base=24, channel_mults=[1, 2], num_classes=10)
-    gan = GANSystem(GAN(latent_dim=32, hidden=32, num_classes=10))
+    vae = VAE(latent_dim=16, hidden=32, num_classes="data").fit_to_data(SPEC)
+    ddpm = DDPM(base=24, channel_mults=[1, 2], num_classes="data").fit_to_data(SPEC)
+    gan = GANSystem(GAN(latent_dim=32, hidden=32, num_classes="data").fit_to_data(SPEC))
     opt_vae = torch.optim.AdamW(vae.parameters())
     opt_ddpm = torch.optim.AdamW(ddpm.unet.parameters())
     opt_g, opt_d = gan.configure_optimizers()
@@ -107,18 +109,19 @@ def training_rows(repeats: int) -> list[dict]:
 
 def quality_rows(n: int) -> list[dict]:
     import zoo
-    from zoo.data.digits import digits_split
+    from zoo.data.digits import SPEC, digits_split
     from zoo.metrics import generator_metrics, real_data_floor
-    from zoo.registry import SYSTEMS, import_object
+    from zoo.systems.evaluate import build_system
 
     real, train = digits_split("test")[0], digits_split("train")[0]
-    floor = real_data_floor(train, real)
+    extractor = SPEC.feature_extractor
+    floor = real_data_floor(train, real, extractor)
     rows = [{"model": "real data (train vs test)", **floor, "fid_ratio": 1.0}]
     for name in IMAGE_MODELS:
         model = zoo.load(name)
-        system = import_object(SYSTEMS[model.family])(net=model)
+        system = build_system(model)
         kwargs = system.metric_sample_kwargs() if hasattr(system, "metric_sample_kwargs") else {}
-        out = generator_metrics(model, real, n=n, seed=0, sample_kwargs=kwargs)
+        out = generator_metrics(model, real, extractor, n=n, seed=0, sample_kwargs=kwargs)
         rows.append({"model": name, **out, "fid_ratio": out["fid"] / floor["fid"]})
     return rows
 

@@ -6,8 +6,10 @@
 
 The demo adds UI and nothing else: models come from ``zoo.load`` by name, lazily on
 first use (then cached), and every number shown is computed by the model's own API
-(``sample``, ``interpolate``, ``score``, ``generate`` ...). A tab appears only when its
-family has a pretrained model in the registry. Bad input is a one-line message in the
+(``sample``, ``interpolate``, ``score``, ``generate`` ...). What a tab offers comes from the
+models' declared contract (``zoo.models.contract``: output kind, conditions, sampling options),
+never from family names: a tab appears only when some pretrained model declares what it needs,
+and shows a model's label or sampler controls only when it takes them. Bad input is a one-line message in the
 UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
 listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
 """
@@ -53,9 +55,6 @@ LIMITS = {
 }
 #: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
 CONCURRENCY, QUEUE_SIZE = 2, 64
-IMAGE_FAMILIES = ("vae", "gan", "diffusion")
-WALK_FAMILIES = ("vae", "gan")
-DENSITY_FAMILIES = ("gmm", "vae")  # scored in the Anomalies tab
 #: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
 DEMO_IWAE_K = 32
 #: training digits scored for the reference distribution of the Anomalies tab
@@ -83,8 +82,50 @@ def model(name: str) -> Any:
         return _load(name)
 
 
-def models_of(*families: str) -> list[str]:
-    return [n for n in zoo.list_models() if zoo.model_info(n).family in families]
+@functools.cache
+def model_class(name: str) -> type:
+    """The class of pretrained `name`: its declarations say what the demo can do with it (imported, not loaded)."""
+    from zoo.registry import FAMILIES, import_object
+
+    return import_object(FAMILIES[zoo.model_info(name).family].model)
+
+
+def models_where(test: Callable[[type], bool]) -> list[str]:
+    """The pretrained names whose model class passes `test` (it reads declarations; no model is loaded)."""
+    return [n for n in zoo.list_models() if test(model_class(n))]
+
+
+# -- what each tab needs, read from the model classes' declarations --
+
+
+def makes_images(cls: type) -> bool:
+    return cls.outputs == "images"
+
+
+def walks(cls: type) -> bool:
+    return makes_images(cls) and hasattr(cls, "interpolate")
+
+
+def continues_prompts(cls: type) -> bool:
+    return any(c.name == "prompt" for c in cls.conditions) and hasattr(cls, "stream")
+
+
+def fits_mixtures(cls: type) -> bool:
+    from zoo.models.gmm import GMM
+
+    return issubclass(cls, GMM)
+
+
+def shows_states(cls: type) -> bool:
+    return hasattr(cls, "sample_with_states") and hasattr(cls, "viterbi")
+
+
+def scores_images(cls: type) -> bool:
+    return makes_images(cls) and cls.has_log_prob()
+
+
+def classifies_images(cls: type) -> bool:
+    return makes_images(cls) and hasattr(cls, "predict_proba") and any(c.name == "labels" for c in cls.conditions)
 
 
 def preferred(names: list[str], first: str) -> list[str]:
@@ -133,8 +174,9 @@ def class_label_input() -> gr.Dropdown:
 
 
 def conditional(m: Any) -> int:
-    """The number of classes of a conditional model, 0 when unconditional."""
-    return int(getattr(m, "num_classes", None) or 0)
+    """The number of classes a model takes as its ``labels`` condition, 0 when it takes none."""
+    labels = m.sample_conditions().get("labels")
+    return labels.high + 1 if labels else 0
 
 
 # -- errors: one clear line in the UI ----------------------------------------------------------
@@ -190,9 +232,10 @@ def as_label(value: Any, m: Any) -> int | None:
     """The class label chosen in a dropdown ("any" or a digit) for model `m`."""
     if value in (None, "", "any"):
         return None
-    if not conditional(m):
+    labels = m.sample_conditions().get("labels")
+    if labels is None:
         raise ValueError("this model is unconditional: set the label to 'any'")
-    return as_int(value, "label", 0, conditional(m) - 1)
+    return as_int(value, "label", labels.low, labels.high)
 
 
 # -- files out ---------------------------------------------------------------------------------
@@ -334,24 +377,30 @@ def generate_images(name: str, n: float, seed: float, label: str, steps: float, 
     elif conditional(m):  # one column per class, like `genzoo sample`
         conditions["labels"] = torch.arange(n) % conditional(m)
         nrow = conditional(m)
-    if zoo.model_info(name).family == "diffusion":
-        conditions.update(steps=as_int(steps, "sampler steps", 1, LIMITS["diffusion_steps"]), sampler=sampler,
-                          guidance=float(guidance) if conditional(m) else None, progress=False)
+    takes = m.accepts()  # the sampler controls go only to a model that declares them
+    if "steps" in takes:
+        conditions["steps"] = as_int(steps, "sampler steps", 1, min(LIMITS["diffusion_steps"], takes["steps"].high))
+    if "guidance" in takes:
+        conditions["guidance"] = float(guidance)
+    if "sampler" in takes:
+        conditions["sampler"] = sampler
+    if "progress" in takes:
+        conditions["progress"] = False
     grid = make_grid(m.sample(n, seed=seed, **conditions), nrow=nrow, scale=8)
     return grid, save_png(grid, f"{name}-seed{seed}")
 
 
 def image_controls(name: str):
-    """Show the label only for conditional models; steps, guidance and sampler only for diffusion."""
+    """Show the label, steps, guidance and sampler controls only to a model that takes them."""
     m = model(name)
-    diffusion = zoo.model_info(name).family == "diffusion"
-    guided = diffusion and bool(conditional(m))
-    return (gr.update(visible=bool(conditional(m)), value="any"), gr.update(visible=diffusion),
-            gr.update(visible=guided, value=getattr(m, "guidance", 1.0)), gr.update(visible=diffusion))
+    takes = m.accepts()
+    return (gr.update(visible="labels" in takes, value="any"), gr.update(visible="steps" in takes),
+            gr.update(visible="guidance" in takes, value=getattr(m, "guidance", 1.0)),
+            gr.update(visible="sampler" in takes))
 
 
 def images_tab() -> None:
-    names = preferred(models_of(*IMAGE_FAMILIES), "cvae-digits")
+    names = preferred(models_where(makes_images), "cvae-digits")
     with gr.Tab("Images", id="images"):
         name = tab_header(names, f"Up to {LIMITS['images']} samples per request (diffusion: up to "
                                  f"{LIMITS['diffusion_steps']} sampler steps); the same seed gives the same images. "
@@ -391,26 +440,24 @@ def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: st
     if bool(digit_a) != bool(digit_b):
         raise ValueError("upload two digits (or none, to walk between two seeds)")
     seeds = as_int(seed_a, "seed A", 0, 2**31 - 1), as_int(seed_b, "seed B", 0, 2**31 - 1)
-    family = zoo.model_info(name).family
-    if family == "vae":
+    if hasattr(m, "encode"):  # an autoencoder walks between two images, uploaded or sampled from the seeds
         if digit_a:
             x0, x1 = uploaded_digit(digit_a), uploaded_digit(digit_b)
         else:
             x0, x1 = (m.sample(1, seed=s, labels=chosen) for s in seeds)
         frames = m.interpolate(x0, x1, steps=steps, labels=chosen)
-    elif family == "gan":
+    else:  # a generator without an encoder walks between the latents that sample(1, seed=s) decodes
         if digit_a:
-            raise ValueError("a GAN has no encoder: walk between two seeds, or choose a VAE for uploaded digits")
-        z0, z1 = (m.latent(s) for s in seeds)  # the latents GAN.sample(1, seed=s, labels=...) decodes
+            raise ValueError(f"a {type(m).__name__} has no encoder: walk between two seeds, or choose a VAE for "
+                             f"uploaded digits")
+        z0, z1 = (m.latent(s) for s in seeds)
         frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
-    else:
-        raise ValueError(f"no latent walk for the {family} family")
     strip = make_grid(frames, nrow=steps, scale=6)
     return strip, save_gif(frames, f"{name}-walk")
 
 
 def walk_tab() -> None:
-    names = preferred(models_of(*WALK_FAMILIES), "vae-digits")
+    names = preferred(models_where(walks), "vae-digits")
     with gr.Tab("Latent walk", id="walk"):
         name = tab_header(names, f"A straight line in latent space between two seeds (or, for a VAE, two uploaded "
                                  f"digits: square grayscale images, side a multiple of 8, at most {LIMITS['upload']}); "
@@ -455,7 +502,7 @@ def stream_text(name: str, prompt: str, max_new_tokens: float, temperature: floa
 
 
 def text_tab() -> None:
-    names = models_of("gpt")
+    names = models_where(continues_prompts)
     with gr.Tab("Text", id="text"):
         name = tab_header(names, f"The model continues your prompt token by token (at most {LIMITS['tokens']} new "
                                  f"tokens; the prompt must fit the model's context window and "
@@ -591,8 +638,8 @@ def mixtures_tab() -> None:
     from zoo.layers.mixture import COVARIANCE_TYPES
 
     with gr.Tab("Mixtures", id="mixtures"):
-        family = models_of("gmm")
-        card = f" · the pretrained digits mixture: {card_line(family[0])}" if family else ""
+        pretrained = models_where(fits_mixtures)
+        card = f" · the pretrained digits mixture: {card_line(pretrained[0])}" if pretrained else ""
         gr.Markdown(f"**zoo.layers.GaussianMixture**: a Gaussian mixture fit by EM, here on 2-D points{card}")
         gr.Markdown(f"Built-in data sets or a CSV of two numeric columns (x, y; an optional header; at most "
                     f"{LIMITS['points']} rows and {LIMITS['upload']}). Grey: data; orange: samples of the fit; "
@@ -627,7 +674,7 @@ def hmm_sample(name: str, length: float, seed: float):
     """Characters sampled from the HMM, each coloured by the hidden state that emitted it."""
     m = model(name)
     length = as_int(length, "length", 1, LIMITS["characters"])
-    texts, states = m.sample(1, length=length, seed=as_int(seed, "seed", 0, 2**31 - 1), return_states=True)
+    texts, states = m.sample_with_states(1, length=length, seed=as_int(seed, "seed", 0, 2**31 - 1))
     text = texts[0]
     return by_state(text, states[0].tolist()), text
 
@@ -648,7 +695,7 @@ def hmm_viterbi(name: str, text: str):
 
 
 def sequences_tab() -> None:
-    names = models_of("hmm")
+    names = models_where(shows_states)
     with gr.Tab("Sequences", id="sequences"):
         name = tab_header(names, f"A hidden Markov model over characters: sample text, or type some and see the "
                                  f"Viterbi path, each character coloured by its hidden state (at most "
@@ -683,9 +730,9 @@ def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
     log p(x) by importance sampling with fewer samples than the model card, so that a request takes
     a second, not a minute.
     """
-    accepted = inspect.signature(m.log_prob).parameters
-    options = {"k": DEMO_IWAE_K} if "k" in accepted else {}
-    if "seed" in accepted:
+    takes = m.accepts("log_prob")  # the estimator's declared settings
+    options = {"k": DEMO_IWAE_K} if "k" in takes else {}
+    if "seed" in takes:
         options["seed"] = 0
     with torch.no_grad():
         return (-m.log_prob(x, **options)).cpu().numpy()
@@ -750,7 +797,7 @@ def collect_digits(csv_file: str | None, images: list[str] | None, sketch: Any) 
 
 
 def anomalies_tab() -> None:
-    names = preferred(models_of(*DENSITY_FAMILIES), "vae-digits")
+    names = preferred(models_where(scores_images), "vae-digits")
     with gr.Tab("Anomalies", id="anomalies"):
         name = tab_header(names, f"Score digits under a density model (score = -log p(x) in nats: higher is more "
                                  f"unusual). Give a CSV (one digit per row: 64 pixel values 0..16), images (square "
@@ -805,7 +852,7 @@ def class_samples(name: str, label: str, n: float, seed: float):
 
 
 def classifier_tab() -> None:
-    names = models_of("nb")
+    names = models_where(classifies_images)
     with gr.Tab("Classifier", id="classifier"):
         name = tab_header(names, f"A generative classifier: p(y | x) by Bayes' rule from p(x | y) p(y). Draw a digit "
                                  f"or upload one (square grayscale, side a multiple of 8, at most {LIMITS['upload']}); "
@@ -835,18 +882,18 @@ def classifier_tab() -> None:
 
 
 TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
-    (lambda: models_of(*IMAGE_FAMILIES), images_tab),
-    (lambda: models_of(*WALK_FAMILIES), walk_tab),
-    (lambda: models_of("gpt"), text_tab),
+    (lambda: models_where(makes_images), images_tab),
+    (lambda: models_where(walks), walk_tab),
+    (lambda: models_where(continues_prompts), text_tab),
     (lambda: True, mixtures_tab),  # fits zoo.layers.GaussianMixture on the spot: no pretrained model needed
-    (lambda: models_of("hmm"), sequences_tab),
-    (lambda: models_of(*DENSITY_FAMILIES), anomalies_tab),
-    (lambda: models_of("nb"), classifier_tab),
+    (lambda: models_where(shows_states), sequences_tab),
+    (lambda: models_where(scores_images), anomalies_tab),
+    (lambda: models_where(classifies_images), classifier_tab),
 ]
 
 
 def build_app() -> gr.Blocks:
-    """The demo's Blocks, with a tab per family that has a pretrained model (no model is loaded yet)."""
+    """The demo's Blocks, with each tab that some pretrained model's declarations support (none is loaded yet)."""
     with gr.Blocks(title="genzoo demo", analytics_enabled=False) as app:
         gr.Markdown(f"# genzoo demo\nPretrained generative models of the zoo ({len(zoo.list_models())} models), "
                     f"loaded by name with `zoo.load`. At most {CONCURRENCY} requests run at once; "

@@ -62,7 +62,7 @@ images = model.sample(16, seed=0{label})   # (16, 1, 8, 8) in [0, 1]"""
 SHELL_USAGE = "\nor sample a grid from the shell: `genzoo sample {name} --n 64 --out grid.png`{label}.\n"
 
 CLASSIFIER_USAGE = """import zoo.metrics
-clf = zoo.metrics.digits_classifier()      # or zoo.models.classifier.DigitsClassifier.from_pretrained(folder)
+clf = zoo.metrics.load_extractor("digits-classifier")      # or zoo.models.classifier.DigitsClassifier.from_pretrained(folder)
 clf.predict(images)                         # (N,) classes of (N, 1, 8, 8) images in [0, 1]
 clf.features(images)                        # (N, 64): what FID and KID compare"""
 
@@ -145,11 +145,10 @@ def previous_row(card_path: Path, row: str) -> str | None:
 
 
 def image_notes(model, metrics: dict[str, float]) -> str:
-    from zoo.metrics import digits_classifier
-    from zoo.registry import SYSTEMS, import_object
-    from zoo.systems.evaluate import N_GENERATED
+    from zoo.metrics import load_extractor
+    from zoo.systems.evaluate import N_GENERATED, build_system
 
-    system = import_object(SYSTEMS[model.family])(net=model)
+    system = build_system(model)
     kwargs = system.metric_sample_kwargs() if hasattr(system, "metric_sample_kwargs") else {}
     how = ""
     if model.family == "diffusion":
@@ -164,7 +163,7 @@ def image_notes(model, metrics: dict[str, float]) -> str:
     from zoo.data.digits import digits_split
 
     x, y = digits_split("test")
-    acc = float((digits_classifier().predict(x) == y).float().mean())
+    acc = float((load_extractor("digits-classifier").predict(x) == y).float().mean())
     return IMAGE_NOTES.format(n=N_GENERATED, how=how, balance=balance, acc=acc, fid=metrics["fid"],
                               floor_fid=metrics["floor_fid"], fid_ratio=metrics["fid"] / metrics["floor_fid"],
                               kid=metrics["kid"], floor_kid=metrics["floor_kid"], is_=metrics["is"],
@@ -208,8 +207,8 @@ def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[
 
     family, dataset_key, description = describe(name)
     metrics = evaluate(str(target), split="test", seed=0)
-    model = GenerativeModel.from_pretrained(target)
-    weights = hub.read_weights(target)
+    model = zoo.load(target)
+    weights = hub.open_folder(target).tensors()
     dataset_id, dataset = DATASETS[dataset_key]
     is_generator = family != "classifier"
     example, after = usage(name, model)

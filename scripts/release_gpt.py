@@ -123,7 +123,7 @@ def main() -> None:
 
     metrics = evaluate(str(target), split="test", seed=0)
     sample = zoo.load(str(target)).generate("", max_new_tokens=300, temperature=0.8, seed=0)
-    weights = hub.read_weights(target)
+    weights = hub.open_folder(target).tensors()
     card = CARD.format(
         front_matter=front_matter(NAME, ["generative", "gpt", "llama", "text-generation", "character-level"],
                                   "text-generation", "tinyshakespeare",

@@ -114,7 +114,7 @@ def training_data():
     dm.setup()
     chunks = dm.datasets["train"].chunks
     x, lengths = pad_batch(chunks)
-    model = HMM(**cfg["model"]["init_args"]["net"])
+    model = HMM(**cfg["model"]["init_args"]["net"]).fit_to_data(dm.spec)
     model.initialize(x, lengths)  # what EMSystem.on_train_start does with init_samples >= 3,922
     return chunks, dm.datasets["val"].chunks[0], model, cfg["trainer"]["max_epochs"]
 
@@ -177,7 +177,7 @@ def release(run: Path | None, train_time: str | None) -> None:
     for file in (hub.CONFIG_NAME, hub.WEIGHTS_NAME):
         shutil.copyfile(run / "pretrained" / file, target / file)
     metrics = evaluate(str(target), split="test", seed=0)
-    weights = hub.read_weights(target)
+    weights = hub.open_folder(target).tensors()
     theirs = json.loads(BASELINE.read_text()) if BASELINE.is_file() else None
     mine = json.loads(OURS.read_text()) if OURS.is_file() else None
     config = json.loads((target / hub.CONFIG_NAME).read_text())

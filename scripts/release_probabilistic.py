@@ -110,12 +110,12 @@ Pixels are independent given the class: samples are noisy, blurred class average
 def sklearn_gmm_reference() -> str:
     from sklearn.mixture import GaussianMixture
 
-    from zoo.data.digits import digits_split
+    from zoo.data.digits import SPEC, digits_split
     from zoo.layers.mixture import GaussianMixture as GaussianMixture_
     from zoo.models.gmm import GMM
 
     gen = torch.Generator().manual_seed(0)
-    model = GMM(n_components=10, reg_covar=3e-4)
+    model = GMM(n_components=10, reg_covar=3e-4).fit_to_data(SPEC)
     train = model._dequantise(model._flatten(digits_split("train")[0]), gen).double().numpy()
     test = digits_split("test")[0]
     sk = GaussianMixture(10, covariance_type="full", reg_covar=3e-4, max_iter=30, random_state=0).fit(train)
@@ -149,7 +149,7 @@ def main() -> None:
     (target / hub.CARD_NAME).write_text("---\n---\n")  # evaluate() loads the folder: any card will do for now
 
     metrics = evaluate(str(target), split="test", seed=0)
-    weights = hub.read_weights(target)
+    weights = hub.open_folder(target).tensors()
     if args.name == "gmm-digits":
         vae = hub.card_metrics((ROOT / "model_cards" / "vae-digits.md").read_text()).get("iwae")
         body = GMM_BODY.format(vae=f"{vae:.3f}" if vae is not None else "see its card", sklearn=sklearn_gmm_reference())

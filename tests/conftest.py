@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo.data.digits import SPEC as DIGITS
 
 # Tests never touch the network: the Hub is reached only through a real local cache folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,7 +26,7 @@ def vae():
     from zoo.models.vae import VAE
 
     torch.manual_seed(0)
-    return VAE(latent_dim=4, hidden=8).eval()
+    return VAE(latent_dim=4, hidden=8).fit_to_data(DIGITS).eval()
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def cvae():
     from zoo.models.vae import VAE
 
     torch.manual_seed(1)
-    return VAE(latent_dim=4, hidden=8, num_classes=10).eval()
+    return VAE(latent_dim=4, hidden=8, num_classes=10).fit_to_data(DIGITS).eval()
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,7 @@ def trained_vae():
     from zoo.models.vae import VAE
 
     torch.manual_seed(0)
-    model = VAE(latent_dim=4, hidden=8)
+    model = VAE(latent_dim=4, hidden=8).fit_to_data(DIGITS)
     x, _ = digits_split("train")
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(150):

@@ -43,6 +43,14 @@ def test_sample_is_deterministic_and_labels_work(tmp_path, capsys):
     (["sample", "vae-digits", "--n", "0"], "n must be an integer in 1..100000"),
     (["sample", "vae-digits", "--label", "3"], "unconditional"),
     (["sample", "cvae-digits", "--label", "12"], "labels must be in 0..9"),
+    (["sample", "vae-digits", "--prompt", "x"],
+     "vae-digits: VAE.sample got unknown option 'prompt'; it takes only n and seed"),
+    (["sample", "gpt-shakespeare-char", "--steps", "3"],
+     "GPT.sample got unknown option 'steps'; it takes n, seed, prompt (a string, default ''), max_new_tokens ("),
+    (["sample", "ddpm-digits", "--steps", "0"], "DDPM.sample: steps must be an integer in 1..1000"),
+    (["sample", "ddpm-digits", "--sampler", "euler"], "sampler must be one of 'ddim', 'ddpm'"),
+    (["sample", "hmm-shakespeare-char", "--temperature", "0.5"], "HMM.sample got unknown option 'temperature'"),
+    (["sample", "vae-digits", "--device", "nowhere"], "--device 'nowhere' is not available here"),
     (["eval", "nope-digits"], "unknown model 'nope-digits'"),
     (["push", "nowhere", "--repo-id", "a/b"], "neither a packaged pretrained name nor a model folder"),
 ])
@@ -82,7 +90,7 @@ def test_eval_of_an_image_model_names_its_feature_extractor(capsys):
 
 
 def test_sample_writes_labelled_arrays_for_training(tmp_path):
-    from zoo.metrics.features import digits_classifier
+    from zoo.metrics import load_extractor
 
     out = tmp_path / "synthetic.npz"
     assert main(["sample", "cvae-digits", "--n", "40", "--seed", "1", "--out", str(out)]) == 0
@@ -91,7 +99,7 @@ def test_sample_writes_labelled_arrays_for_training(tmp_path):
     assert images.shape == (40, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
     assert labels.tolist() == [i % 10 for i in range(40)]
     with torch.no_grad():  # the labels are the digits drawn: the packaged classifier agrees
-        assert (digits_classifier().predict(images) == labels).float().mean() >= 0.9
+        assert (load_extractor("digits-classifier").predict(images) == labels).float().mean() >= 0.9
     assert main(["sample", "vae-digits", "--n", "4", "--out", str(out)]) == 0
     assert set(np.load(out).files) == {"images"}  # unconditional: no labels
 
@@ -100,3 +108,39 @@ def test_npz_output_is_for_images(tmp_path, capsys):
     assert main(["sample", "hmm-shakespeare-char", "--n", "1", "--out", str(tmp_path / "x.npz")]) == 2
     assert ".npz holds image arrays" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_wrong_option_exits_2_with_one_line_naming_the_models_options(tmp_path):
+    out = genzoo("sample", "vae-digits", "--prompt", "x", "--out", str(tmp_path / "x.png"))
+    assert out.returncode == 2 and out.stdout == "" and not (tmp_path / "x.png").exists()
+    assert out.stderr == ("genzoo sample: error: vae-digits: VAE.sample got unknown option 'prompt'; "
+                          "it takes only n and seed\n")
+
+
+def test_sample_diffusion_with_steps_and_guidance(tmp_path):
+    import zoo
+
+    args = ["sample", "ddpm-digits", "--n", "4", "--steps", "20", "--guidance", "2", "--label", "7"]
+    assert main([*args, "--out", str(tmp_path / "a.npz")]) == 0
+    images = np.load(tmp_path / "a.npz")["images"]
+    expected = zoo.load("ddpm-digits").sample(4, seed=0, labels=7, steps=20, guidance=2.0, progress=False)
+    np.testing.assert_array_equal(images, expected.numpy())  # exactly the options given, nothing else
+    assert main([*args, "--out", str(tmp_path / "a.png")]) == 0
+    assert Image.open(tmp_path / "a.png").size == (76, 76)  # 2x2 tiles of 8px + 1px gaps, x4
+
+
+def test_sample_text_with_temperature_and_top_k(capsys):
+    import zoo
+
+    args = ["sample", "gpt-shakespeare-char", "--n", "2", "--temperature", "0.8", "--top-k", "40",
+            "--max-new-tokens", "20", "--prompt", "ROMEO:", "--device", "cpu"]
+    assert main(args) == 0
+    texts = zoo.load("gpt-shakespeare-char").sample(2, seed=0, prompt="ROMEO:", temperature=0.8, top_k=40,
+                                                    max_new_tokens=20)
+    assert capsys.readouterr().out == "\n\n".join(texts) + "\n" and all(t.startswith("ROMEO:") for t in texts)
+
+
+def test_sample_hmm_sequences_of_a_given_length(capsys):
+    assert main(["sample", "hmm-shakespeare-char", "--n", "3", "--length", "12"]) == 0
+    assert [len(t) for t in capsys.readouterr().out.split("\n\n")] == [12, 12, 13]  # the last ends with a newline
+

@@ -34,9 +34,34 @@ def run_lightning(argv: list[str]) -> None:
                 config["logger"] = default_loggers(config.get("default_root_dir") or "runs")
             return super()._instantiate_trainer(config, callbacks)
 
+    from_shell = argv == sys.argv[1:]
+    args = nested_nulls(argv)
+    if from_shell:  # LightningCLI reads sys.argv itself (and warns when given both)
+        sys.argv[1:] = args
     ZooCLI(GenerativeSystem, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-           seed_everything_default=0, save_config_kwargs={"overwrite": True},
-           args=None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
+           seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=None if from_shell else args)
+
+
+def nested_nulls(argv: list[str]) -> list[str]:
+    """``--model.net.num_classes null`` as ``--model.net '{"num_classes": null}'``, which means the same.
+
+    jsonargparse (4.53) re-parses a nested subclass's argument as the text ``--key=None`` and then
+    rejects the string "None"; given as a dict, null stays null (merged with the recipe's other values).
+    """
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, value = arg.partition("=")
+        if not eq and i + 1 < len(argv):
+            value = argv[i + 1]
+        if key.startswith("--") and key.count(".") >= 2 and value in ("null", "None", "~"):
+            parent, _, name = key.rpartition(".")
+            out += [parent, json.dumps({name: None})]
+            i += 1 if eq else 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def default_loggers(root: str) -> list:
@@ -68,6 +93,13 @@ def cmd_list(args: argparse.Namespace) -> None:
     print_table(["name", "family", "dataset", "description"], [[r.name, r.family, r.dataset, r.description] for r in rows])
 
 
+#: `genzoo sample` flag -> the ``sample`` keyword it sets. Only flags the user gives are passed: the model's
+#: declarations (``model.accepts()``) decide what is valid, and a wrong one is a one-line error listing them.
+SAMPLE_FLAGS = {"label": "labels", "prompt": "prompt", "max_new_tokens": "max_new_tokens", "steps": "steps",
+                "guidance": "guidance", "sampler": "sampler", "temperature": "temperature", "top_k": "top_k",
+                "top_p": "top_p", "length": "length"}
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
@@ -75,56 +107,89 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from zoo.registry import load
 
     model = load(args.name)
-    conditions, nrow = {}, args.nrow
-    num_classes = getattr(model, "num_classes", None)
-    if args.prompt is not None:
-        conditions["prompt"] = args.prompt
-    if args.max_new_tokens is not None:
-        conditions["max_new_tokens"] = args.max_new_tokens
-    if args.label is not None:
-        conditions["labels"] = args.label
-    elif num_classes:  # one column per class
-        conditions["labels"] = torch.arange(args.n) % num_classes
-        nrow = nrow or num_classes
-    samples = model.sample(args.n, seed=args.seed, **conditions)
-    images = isinstance(samples, torch.Tensor) and samples.dim() == 4
-    if args.out and args.out.endswith(".npz"):  # the arrays themselves: synthetic training data
-        if not images:
-            raise ValueError(f"--out {args.out}: .npz holds image arrays; {args.name} makes "
-                             f"{type(samples[0]).__name__} samples (omit --out to print them)")
+    npz = bool(args.out) and args.out.endswith(".npz")
+    if npz and model.outputs != "images":
+        raise ValueError(f"--out {args.out}: .npz holds image arrays; {args.name} outputs {model.outputs} "
+                         f"(omit --out to print them)")
+    if args.device:
+        model = on_device(model, args.device)
+    options = {key: getattr(args, flag) for flag, key in SAMPLE_FLAGS.items() if getattr(args, flag) is not None}
+    nrow = args.nrow
+    if "labels" not in options and "labels" in model.sample_conditions():  # one column per class
+        options["labels"] = torch.arange(args.n) % model.num_classes
+        nrow = nrow or model.num_classes
+    try:
+        samples = model.sample(args.n, seed=args.seed, **options)
+    except ValueError as e:
+        raise ValueError(f"{args.name}: {e}") from None
+    if npz:  # the arrays themselves: synthetic training data
         arrays = {"images": samples.cpu().numpy()}
-        if "labels" in conditions:
-            arrays["labels"] = torch.as_tensor(conditions["labels"]).expand(len(samples)).cpu().numpy()
+        if "labels" in options:
+            arrays["labels"] = torch.as_tensor(options["labels"]).expand(len(samples)).cpu().numpy()
         path = save_arrays(arrays, args.out)
         print(f"wrote {len(samples)} samples of {args.name} ({', '.join(arrays)}) to {path}")
         return
-    if images:
-        path = save_grid(samples, args.out or "samples.png", nrow=nrow, scale=args.scale)
+    if model.outputs == "images":
+        path = save_grid(samples.cpu(), args.out or "samples.png", nrow=nrow, scale=args.scale)
         print(f"wrote {len(samples)} samples of {args.name} to {path}")
         return
-    text = "\n\n".join(str(s) for s in samples)  # text, sequences: printed, and written to --out if given
+    # text, sequences, vectors: printed, and written to --out if given
+    text = "\n\n".join(s if isinstance(s, str) else str(s.tolist()) for s in samples)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
 
 
+def on_device(model, device: str):
+    """`model` moved to `device` ("cpu", "cuda", "cuda:1", "mps"...), or a ValueError if this machine has none."""
+    import torch
+
+    try:
+        target = torch.device(device)
+        torch.empty(0, device=target)  # fails here, not mid-sampling, when the device is missing
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f"--device {device!r} is not available here: {str(e).strip().splitlines()[0]}") from None
+    return model.to(target)
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     import logging
 
-    from zoo.systems.evaluate import N_GENERATED, evaluate
+    from zoo.systems.evaluate import N_GENERATED, evaluation
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no Trainer banners around the table
 
-    metrics = evaluate(args.name, split=args.split, seed=args.seed)
+    datamodule = recipe_datamodule(args.config) if args.config else None
+    metrics, spec = evaluation(args.name, split=args.split, seed=args.seed, datamodule=datamodule)
     # every FID/KID/IS number says which extractor produced it
-    extractor = "digits-classifier features (FID/KID), logits (IS)" if "fid" in metrics else None
+    extractor = f"{spec.feature_extractor} features (FID/KID), logits (IS)" if "fid" in metrics else None
     if args.json:
         print(json.dumps({**metrics, **({"feature_extractor": extractor} if extractor else {})}, indent=2))
         return
     print_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
     if extractor:
-        print(f"fid/kid/is: {N_GENERATED:,} samples vs the {args.split} split; extractor: {extractor}; "
+        print(f"fid/kid/is: {N_GENERATED:,} samples vs the {args.split} split of {spec.name}; extractor: {extractor}; "
               "floor_*: the training images scored the same way")
+
+
+def recipe_datamodule(path: str):
+    """The datamodule of a recipe's ``data`` section (class_path + init_args): your own data, from your own file."""
+    import importlib
+
+    import yaml
+
+    try:
+        data = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("data")
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: cannot read it as a recipe ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("class_path"), str):
+        raise ValueError(f"--config {path}: needs a data section with a class_path (and init_args)")
+    module, _, name = data["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"--config {path}: data.class_path {data['class_path']!r} cannot be imported ({e})") from None
+    return cls(**(data.get("init_args") or {}))
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -173,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("sample", help="draw samples into a PNG grid",
-                       description="Draw samples from a pretrained name, model folder or Hub repo into a PNG grid.")
+                       description="Draw samples from a pretrained name, model folder or Hub repo into a PNG grid. "
+                                   "Each model takes only the options it declares (e.g. ddpm-digits: --steps, "
+                                   "--guidance; gpt-shakespeare-char: --prompt, --temperature, --top-k); another "
+                                   "is an error listing the ones it takes.")
     p.add_argument("name", help="pretrained name (genzoo list), model folder or Hub repo id")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same samples")
@@ -184,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "here if given")
     p.add_argument("--prompt", help="prompt for text models")
     p.add_argument("--max-new-tokens", type=int, help="tokens to generate per text (text models; default 200)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (text models; 0 = greedy, default 1)")
+    p.add_argument("--top-k", type=int, help="keep the k likeliest tokens (text models)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: keep the likeliest tokens up to probability p "
+                                               "(text models)")
+    p.add_argument("--steps", type=int, help="denoising steps (diffusion; default 50)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (conditional diffusion; "
+                                                  "1 = conditional only; default: the model's)")
+    p.add_argument("--sampler", help="ddim (deterministic, default) or ddpm (ancestral) (diffusion)")
+    p.add_argument("--length", type=int, help="steps per sequence (HMMs; default 200)")
+    p.add_argument("--device", help="where to sample: cpu (default), cuda, cuda:1, mps...")
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
     p.set_defaults(func=cmd_sample)
@@ -194,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic estimates (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--config", help="a recipe (YAML) whose data section is the datamodule to evaluate on (your own "
+                                    "data); default: the registered datamodule the model's config.json names")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub",

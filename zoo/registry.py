@@ -19,35 +19,41 @@ from typing import Any
 
 from zoo import hub
 
-#: family -> "module:Class" of its model
-FAMILIES: dict[str, str] = {
-    "vae": "zoo.models.vae:VAE",
-    "gpt": "zoo.models.gpt:GPT",
-    "gmm": "zoo.models.gmm:GMM",
-    "hmm": "zoo.models.hmm:HMM",
-    "nb": "zoo.models.naive_bayes:NaiveBayes",
-    "classifier": "zoo.models.classifier:DigitsClassifier",  # the image metrics' feature extractor
-    "diffusion": "zoo.models.diffusion:DDPM",
-    "gan": "zoo.models.gan:GAN",
-}
+@dataclass(frozen=True)
+class Family:
+    """A family: its model class and the LightningModule that trains and evaluates it ("module:Class")."""
 
-#: family -> "module:Class" of the LightningModule that trains and evaluates it
-SYSTEMS: dict[str, str] = {
-    "vae": "zoo.systems.vae:VAESystem",
-    "gpt": "zoo.systems.gpt:GPTSystem",
-    "gmm": "zoo.systems.gmm:GMMSystem",
-    "hmm": "zoo.systems.hmm:HMMSystem",
-    "nb": "zoo.systems.naive_bayes:NaiveBayesSystem",
-    "classifier": "zoo.systems.classifier:ClassifierSystem",
-    "diffusion": "zoo.systems.diffusion:DiffusionSystem",
-    "gan": "zoo.systems.gan:GANSystem",
-}
+    model: str
+    system: str
 
-#: pretrained names: lowercase ``family-dataset[-variant]`` (no paths, no surprises)
-NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+
+#: every family, named here and nowhere else
+FAMILIES: dict[str, Family] = {
+    "vae": Family("zoo.models.vae:VAE", "zoo.systems.vae:VAESystem"),
+    "gan": Family("zoo.models.gan:GAN", "zoo.systems.gan:GANSystem"),
+    "diffusion": Family("zoo.models.diffusion:DDPM", "zoo.systems.diffusion:DiffusionSystem"),
+    "gpt": Family("zoo.models.gpt:GPT", "zoo.systems.gpt:GPTSystem"),
+    "gmm": Family("zoo.models.gmm:GMM", "zoo.systems.gmm:GMMSystem"),
+    "hmm": Family("zoo.models.hmm:HMM", "zoo.systems.hmm:HMMSystem"),
+    "nb": Family("zoo.models.naive_bayes:NaiveBayes", "zoo.systems.naive_bayes:NaiveBayesSystem"),
+    "classifier": Family("zoo.models.classifier:DigitsClassifier", "zoo.systems.classifier:ClassifierSystem"),
+}
 
 #: the ``architecture`` field of config.json -> "module:Class"
-ARCHITECTURES: dict[str, str] = {path.rsplit(":", 1)[1]: path for path in FAMILIES.values()}
+ARCHITECTURES: dict[str, str] = {f.model.rsplit(":", 1)[1]: f.model for f in FAMILIES.values()}
+
+#: datamodules a config.json may name (``{"datamodule": {"name": ..., "init_args": ...}}``) -> "module:Class"
+DATAMODULES: dict[str, str] = {
+    "digits": "zoo.data.digits:DigitsDataModule",
+    "text": "zoo.data.text:TextDataModule",
+    "char-sequences": "zoo.data.sequences:CharSequenceDataModule",
+}
+
+#: what a pretrained name is for (``list_models(task=...)``)
+TASKS = ("generator", "classifier", "feature-extractor")
+
+#: pretrained names: lowercase, dash-separated (no paths, no surprises)
+NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,13 @@ class ModelInfo:
     description: str
     key_metric: str  # the model card's headline test metric (a model-index type), e.g. "iwae"
     key_metric_label: str  # how to read it, e.g. "IWAE log p(x), nats"
+    tasks: tuple[str, ...] = ("generator",)
     repo_id: str | None = None  # Hub fallback when the checkpoint is not packaged
 
     def __post_init__(self) -> None:
-        if not NAME.match(self.name) or self.family not in FAMILIES:
-            raise ValueError(f"pretrained name {self.name!r} must be lowercase 'family-dataset[-variant]' "
-                             f"of a known family ({', '.join(FAMILIES)})")
+        if not NAME.match(self.name) or self.family not in FAMILIES or not set(self.tasks) <= set(TASKS):
+            raise ValueError(f"pretrained name {self.name!r} must be lowercase and dash-separated, of a known family "
+                             f"({', '.join(FAMILIES)}), with tasks among {TASKS}")
 
     @property
     def packaged(self) -> Path | None:
@@ -102,7 +109,10 @@ PRETRAINED: dict[str, ModelInfo] = {
                   "Categorical HMM over characters, 32 states, Baum-Welch (strings in, strings out)",
                   "nll", "val nll, nats/char"),
         ModelInfo("nb-digits", "nb", "digits", "Gaussian naive Bayes classifier of digits (samples any digit 0-9)",
-                  "accuracy", "test accuracy"),
+                  "accuracy", "test accuracy", tasks=("generator", "classifier")),
+        ModelInfo("digits-classifier", "classifier", "digits",
+                  "Small convolutional digits classifier, the feature extractor of genzoo's FID/KID/IS",
+                  "acc", "test accuracy", tasks=("classifier", "feature-extractor")),
     ]
 }
 
@@ -117,10 +127,13 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Pretrained names, sorted, optionally filtered by a shell-style pattern (``"vae*"``)."""
-    names = sorted(PRETRAINED)
-    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+def list_models(pattern: str | None = None, *, task: str | None = None) -> list[str]:
+    """Pretrained names, sorted, optionally filtered by a shell-style pattern (``"vae*"``) and a task
+    (``"generator"``, ``"classifier"``, ``"feature-extractor"``)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(_unknown("task", task, TASKS))
+    return [n for n in sorted(PRETRAINED) if (pattern is None or fnmatch.fnmatch(n, pattern))
+            and (task is None or task in PRETRAINED[n].tasks)]
 
 
 def model_info(name: str) -> ModelInfo:
@@ -137,8 +150,8 @@ def _unknown(what: str, name: str, known: Any) -> str:
 
 
 def import_object(path: str) -> Any:
-    """The object at "pkg.module:Name" (or "pkg.module.Name", LightningCLI's class_path)."""
-    module, _, name = path.rpartition(":") if ":" in path else path.rpartition(".")
+    """The object at "pkg.module:Name" (a registry entry)."""
+    module, _, name = path.rpartition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -149,11 +162,31 @@ def architecture_class(architecture: str, *, source: Any = None) -> type:
     return import_object(ARCHITECTURES[architecture])
 
 
+def system_class(family: str) -> type:
+    """The LightningModule class that trains and evaluates `family` (imports Lightning)."""
+    if family not in FAMILIES:
+        raise ValueError(_unknown("family", family, FAMILIES))
+    return import_object(FAMILIES[family].system)
+
+
+def datamodule_class(name: str) -> type:
+    """The datamodule class of a registered name (imports Lightning)."""
+    if name not in DATAMODULES:
+        raise ValueError(_unknown("datamodule", name, DATAMODULES))
+    return import_object(DATAMODULES[name])
+
+
+def datamodule_name(cls: type) -> str | None:
+    """The registered name of a datamodule class, None for a class of the user's own."""
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    return next((name for name, p in DATAMODULES.items() if p == path), None)
+
+
 def create(family: str, **hparams: Any):
     """An untrained model of `family` (``"vae"``, ...) built from its hyperparameters."""
     if family not in FAMILIES:
         raise ValueError(_unknown("family", family, FAMILIES))
-    return import_object(FAMILIES[family])(**hparams)
+    return import_object(FAMILIES[family].model)(**hparams)
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None):
@@ -163,18 +196,34 @@ def load(name_or_path: str | Path, *, revision: str | None = None):
     2. a local model folder (``"runs/vae/version_0/pretrained"``);
     3. a Hub repo id (``"user/name"``, or a pretrained name's ``repo_id``): first the local
        Hugging Face cache, then the Hub.
-    """
-    from zoo.models.base import GenerativeModel
 
+    A folder or repo is untrusted input: everything it names must be registered here.
+    """
     name = str(name_or_path)
     info = PRETRAINED.get(name)
-    if info is not None:
-        if info.packaged is not None:
-            return GenerativeModel.from_pretrained(info.packaged)
-        if info.repo_id:
-            return GenerativeModel.from_pretrained(info.repo_id, revision=revision)
+    if info is not None and info.packaged is not None:
+        return load_checkpoint(hub.open_folder(info.packaged))
+    if info is not None and info.repo_id:
+        return load_checkpoint(hub.fetch(info.repo_id, revision))
     if name.strip() and Path(name).is_dir():
-        return GenerativeModel.from_pretrained(name)
+        return load_checkpoint(hub.open_folder(name))
     if hub.is_repo_id(name):
-        return GenerativeModel.from_pretrained(name, revision=revision)
+        return load_checkpoint(hub.fetch(name, revision))
     raise ValueError(_unknown("model", name, PRETRAINED) + " (nor is it a model folder or a Hub repo id 'user/name')")
+
+
+def load_checkpoint(checkpoint: hub.Checkpoint):
+    """The model of a checked folder, once every name its config.json holds is found registered."""
+    config = checkpoint.config
+    datamodule = config.get("datamodule")
+    if datamodule is not None and datamodule["name"] not in DATAMODULES:
+        raise checkpoint.error(hub.CONFIG_NAME, "datamodule.name: " + _unknown("datamodule", datamodule["name"], DATAMODULES))
+    family = config.get("family")
+    if family is not None and family not in FAMILIES:
+        raise checkpoint.error(hub.CONFIG_NAME, "family: " + _unknown("family", family, FAMILIES))
+    extractor = config.get("data_spec", {}).get("feature_extractor")
+    if extractor is not None and (extractor not in PRETRAINED or "feature-extractor" not in PRETRAINED[extractor].tasks):
+        raise checkpoint.error(hub.CONFIG_NAME, "data_spec.feature_extractor: "
+                               + _unknown("feature extractor", extractor, list_models(task="feature-extractor")))
+    model_cls = architecture_class(config["architecture"], source=checkpoint.folder / hub.CONFIG_NAME)
+    return model_cls.from_checkpoint(checkpoint)

@@ -92,6 +92,15 @@ def test_images_of_the_gan_and_the_diffusion_model(client):
     assert Image.open(gan).size == grid_size(10, 2, 8)
 
 
+def test_images_of_every_model_that_declares_image_outputs(client):
+    mixture, _ = client.predict("gmm-digits", 4, 0, "any", 50, 2.0, "ddim", api_name="/images")
+    assert Image.open(mixture).size == grid_size(2, 2, 8)  # unconditional: no columns per class
+    nb, _ = client.predict("nb-digits", 20, 0, "any", 50, 2.0, "ddim", api_name="/images")
+    assert Image.open(nb).size == grid_size(10, 2, 8)  # declares labels: one column per class
+    with pytest.raises(AppError, match="this model is unconditional"):
+        client.predict("gmm-digits", 4, 0, "3", 50, 2.0, "ddim", api_name="/images")
+
+
 @pytest.mark.parametrize("args, message", [  # ranges are checked by gradio's widgets, the rest by the demo and zoo
     (("vae-digits", 0, 0, "any", 50, 2.0, "ddim"), "Value 0 is less than minimum value 1"),
     (("vae-digits", 65, 0, "any", 50, 2.0, "ddim"), "Value 65 is greater than maximum value 64"),

@@ -8,6 +8,7 @@ from sklearn import naive_bayes as sk
 from sklearn.datasets import load_digits
 
 import zoo
+from zoo.data.digits import SPEC as DIGITS
 from zoo.layers.naive_bayes import (BernoulliNaiveBayes, CategoricalNaiveBayes, GaussianNaiveBayes,
                                     MultinomialNaiveBayes)
 
@@ -85,15 +86,15 @@ def test_multinomial_log_prob_is_a_probability_over_count_vectors():
 def test_class_conditional_samples(digits):
     x, y = digits
     nb = GaussianNaiveBayes(10, 64).fit(torch.from_numpy(x).float(), torch.from_numpy(y))
-    s = nb.sample(5000, y=3, seed=0)
-    assert torch.equal(s, nb.sample(5000, y=3, seed=0)) and s.shape == (5000, 64)
+    s = nb.sample(5000, labels=3, seed=0)
+    assert torch.equal(s, nb.sample(5000, labels=3, seed=0)) and s.shape == (5000, 64)
     torch.testing.assert_close(s.mean(0), nb.means[3].detach(), atol=0.2, rtol=0)
-    counts = MultinomialNaiveBayes(10, 64).fit(torch.from_numpy(x), torch.from_numpy(y)).sample(4, y=[0, 1, 2, 3],
-                                                                                                 total_count=50, seed=0)
+    counts = MultinomialNaiveBayes(10, 64).fit(torch.from_numpy(x), torch.from_numpy(y)).sample(
+        4, labels=[0, 1, 2, 3], total_count=50, seed=0)
     assert counts.sum(1).tolist() == [50.0] * 4
     binary = BernoulliNaiveBayes(10, 64, binarize=4.0).fit(torch.from_numpy(x), torch.from_numpy(y)).sample(3, seed=0)
     assert set(binary.unique().tolist()) <= {0.0, 1.0}
-    symbols = CategoricalNaiveBayes(10, 64, 17).fit(torch.from_numpy(x).long(), torch.from_numpy(y)).sample(3, y=0)
+    symbols = CategoricalNaiveBayes(10, 64, 17).fit(torch.from_numpy(x).long(), torch.from_numpy(y)).sample(3, labels=0)
     assert symbols.dtype == torch.int64 and symbols.max() <= 16
 
 
@@ -111,8 +112,8 @@ def test_gradients_reach_every_parameter(digits):
     (lambda: GaussianNaiveBayes(2, 2), [[float("nan"), 0.0]], [0], "x contains NaN or inf"),
     (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0, 0.0]], [0], r"x must have shape \(N, 2\)"),
     (lambda: GaussianNaiveBayes(2, 2), torch.zeros(0, 2), [], "x is an empty batch"),
-    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [2], "y must hold labels in 0..1"),
-    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [0.5], "y must be 1 integer class labels"),
+    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [2], "labels must be in 0..1"),
+    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [0.5], "labels must be 1 integer class labels"),
 ])
 def test_bad_input_is_a_clear_error(make, x, y, match):
     with pytest.raises(ValueError, match=match):
@@ -124,7 +125,7 @@ def test_the_digits_model_wrapper_samples_images_per_label():
 
     x, y = digits_split("train")
     for kind in ("gaussian", "bernoulli", "categorical", "multinomial"):
-        model = zoo.NaiveBayes(kind=kind).fit(x, y)
+        model = zoo.NaiveBayes(kind=kind).fit_to_data(DIGITS).fit(x, y)
         images = model.sample(10, seed=0, labels=list(range(10)))
         assert images.shape == (10, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
         assert (model.predict(x) == y).float().mean() > 0.85, kind

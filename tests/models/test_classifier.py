@@ -3,12 +3,13 @@ import torch
 
 from zoo.models.classifier import DigitsClassifier
 from zoo.systems.classifier import random_shift
+from zoo.data.digits import SPEC as DIGITS
 
 
 def test_packaged_classifier_is_accurate_on_the_test_split(digits_test):
-    from zoo.metrics import digits_classifier
+    from zoo.metrics import load_extractor
 
-    clf = digits_classifier()
+    clf = load_extractor("digits-classifier")
     x, y = digits_test
     assert not clf.training and clf.num_features == 64
     assert clf.features(x).shape == (270, 64) and clf(x).shape == (270, 10)
@@ -16,7 +17,7 @@ def test_packaged_classifier_is_accurate_on_the_test_split(digits_test):
 
 
 def test_untrained_shapes_and_single_images():
-    clf = DigitsClassifier(hidden=4, num_features=6).eval()
+    clf = DigitsClassifier(hidden=4, num_features=6).fit_to_data(DIGITS).eval()
     assert clf.features(torch.rand(1, 8, 8)).shape == (1, 6) and clf.predict(torch.rand(3, 1, 8, 8)).shape == (3,)
 
 
@@ -27,11 +28,11 @@ def test_untrained_shapes_and_single_images():
 ])
 def test_bad_input(call, message):
     with pytest.raises((ValueError, NotImplementedError), match=message):
-        call(DigitsClassifier(hidden=4))
+        call(DigitsClassifier(hidden=4).fit_to_data(DIGITS))
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(num_features=1), "num_features must be an integer >= 2"),
+    (dict(num_features=1), "num_features must be an integer in 2..65536"),
     (dict(dropout=1.0), "dropout must be in"),
     (dict(image_size=7), "image_size must be even"),
 ])

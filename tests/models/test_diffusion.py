@@ -1,16 +1,19 @@
 import math
+
+import zoo
 import re
 
 import pytest
 import torch
 
 from zoo.models.diffusion import DDPM, NoiseSchedule
+from zoo.data.digits import SPEC as DIGITS
 
 
 @pytest.fixture
 def ddpm():
     torch.manual_seed(0)
-    model = DDPM(base=8, channel_mults=[1, 2], num_classes=10, schedule={"timesteps": 100}).eval()
+    model = DDPM(base=8, channel_mults=[1, 2], num_classes=10, schedule={"timesteps": 100}).fit_to_data(DIGITS).eval()
     torch.nn.init.normal_(model.unet.out[-1].weight, std=0.3)  # not the zero predictor of a fresh UNet
     model.ema.load_state_dict(model.unet.state_dict())
     return model
@@ -41,7 +44,7 @@ class Oracle(torch.nn.Module):
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("sampler, steps", [("ddim", 10), ("ddim", 1), ("ddpm", 100), ("ddpm", 7)])
 def test_samplers_land_on_the_data_with_an_exact_denoiser(prediction, sampler, steps):
-    model = DDPM(base=8, prediction=prediction, schedule={"timesteps": 100})
+    model = DDPM(base=8, prediction=prediction, schedule={"timesteps": 100}).fit_to_data(DIGITS)
     target = torch.rand(1, 1, 8, 8) * 2 - 1  # x* in [-1, 1]
     model.ema = Oracle(target, model.alphas_cumprod, prediction)
     x = model.sample(3, steps=steps, sampler=sampler, seed=0)
@@ -88,7 +91,9 @@ def test_loss_trains_and_ema_follows(ddpm):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(steps=0), "steps must be an integer in 1..100"),
     (dict(steps=101), "steps must be an integer in 1..100"),
-    (dict(guidance=-1.0), "guidance must be a finite number >= 0"),
+    (dict(guidance=-1.0), "guidance must be None or a number >= 0"),
+    (dict(guidance=float("nan")), "guidance must be None or a number >= 0"),
+    (dict(temperature=0.8), "DDPM.sample got unknown option 'temperature'; it takes n, seed, labels"),
     (dict(labels=10), "labels must be in 0..9"),
     (dict(labels=[1, 2]), "labels must be an integer or 3 integers"),
     (dict(sampler="euler"), "sampler must be one of"),
@@ -101,17 +106,17 @@ def test_bad_sampling_input(ddpm, kwargs, message):
 
 
 def test_unconditional_model_refuses_labels_and_guidance():
-    model = DDPM(base=8, schedule={"timesteps": 10})
+    model = DDPM(base=8, schedule={"timesteps": 10}).fit_to_data(DIGITS)
     with pytest.raises(ValueError, match="unconditional"):
         model.sample(2, labels=1, steps=5)
-    with pytest.raises(ValueError, match="guidance was given, but this DDPM is unconditional"):
+    with pytest.raises(ValueError, match="got 'guidance', but this DDPM is unconditional"):
         model.sample(2, guidance=2.0, steps=5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prediction="x0"), "prediction must be one of"),
     (dict(schedule={"kind": "sigmoid"}), "schedule kind must be one of"),
-    (dict(schedule={"timesteps": 1}), "timesteps must be an integer >= 2"),
+    (dict(schedule={"timesteps": 1}), "schedule timesteps must be an integer in 2..100000"),
     (dict(image_size=6, channel_mults=[1, 2, 2]), "image_size 6 must be divisible by 2^2"),
     (dict(guidance=-0.5), "guidance must be a finite number >= 0"),
     (dict(num_classes=1), "num_classes must be None"),
@@ -125,6 +130,6 @@ def test_save_load_round_trip(ddpm, tmp_path):
     from zoo.models.base import GenerativeModel
 
     ddpm.save_pretrained(tmp_path)
-    loaded = GenerativeModel.from_pretrained(tmp_path)
+    loaded = zoo.load(tmp_path)
     assert loaded.init_args["schedule"] == {"kind": "cosine", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02}
     assert torch.equal(loaded.sample(2, seed=0, steps=3), ddpm.sample(2, seed=0, steps=3))

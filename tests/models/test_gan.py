@@ -1,15 +1,18 @@
 import math
 
+import zoo
+
 import pytest
 import torch
 
 from zoo.models.gan import GAN, _stages, discriminator_loss, generator_loss, gradient_penalty
+from zoo.data.digits import SPEC as DIGITS
 
 
 @pytest.fixture
 def gan():
     torch.manual_seed(0)
-    return GAN(latent_dim=8, hidden=8, num_classes=10).eval()
+    return GAN(latent_dim=8, hidden=8, num_classes=10).fit_to_data(DIGITS).eval()
 
 
 @pytest.mark.parametrize("size, expected", [(8, (4, 1)), (32, (4, 3)), (28, (7, 2)), (4, (4, 0)), (6, (3, 1))])
@@ -54,7 +57,7 @@ def test_gradient_penalty_of_a_linear_critic():
 
 
 def test_spectral_norm_bounds_the_discriminator_layers():
-    model = GAN(latent_dim=4, hidden=4, spectral_norm=True)
+    model = GAN(latent_dim=4, hidden=4, spectral_norm=True).fit_to_data(DIGITS)
     conv = model.discriminator.body[0]
     assert hasattr(conv, "parametrizations")
     model.discriminator.train()
@@ -62,7 +65,7 @@ def test_spectral_norm_bounds_the_discriminator_layers():
         model.discriminator(torch.randn(2, 1, 8, 8))
     sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2).item()
     assert sigma == pytest.approx(1.0, abs=0.05)
-    assert not hasattr(GAN(latent_dim=4, hidden=4, spectral_norm=False).discriminator.body[0], "parametrizations")
+    assert not hasattr(GAN(latent_dim=4, hidden=4, spectral_norm=False).fit_to_data(DIGITS).discriminator.body[0], "parametrizations")
 
 
 def test_ema_moves_a_thousandth_of_the_way(gan):
@@ -90,7 +93,7 @@ def test_bad_input(gan, call, message):
 
 def test_unconditional_refuses_labels_and_bad_config():
     with pytest.raises(ValueError, match="unconditional"):
-        GAN(latent_dim=4, hidden=4).sample(2, labels=1)
+        GAN(latent_dim=4, hidden=4).fit_to_data(DIGITS).sample(2, labels=1)
     with pytest.raises(ValueError, match="ema_decay must be in"):
         GAN(ema_decay=1.0)
     with pytest.raises(ValueError, match="num_classes must be None"):
@@ -101,5 +104,5 @@ def test_save_load_round_trip(gan, tmp_path):
     from zoo.models.base import GenerativeModel
 
     gan.save_pretrained(tmp_path)
-    loaded = GenerativeModel.from_pretrained(tmp_path)
+    loaded = zoo.load(tmp_path)
     assert isinstance(loaded, GAN) and torch.equal(loaded.sample(3, seed=0), gan.sample(3, seed=0))

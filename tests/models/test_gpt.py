@@ -141,6 +141,19 @@ def test_log_prob_is_the_sum_of_token_log_probabilities(gpt):
     assert gpt.log_prob([text, long]).shape == (2,) and gpt.log_prob(long).item() < expected.item()
 
 
+def test_log_prob_given_a_prompt_scores_the_distribution_sample_draws_from(gpt):
+    text, prompt = "speak.", "All:\nS"
+    assert gpt.log_prob(text, prompt="").item() == gpt.log_prob(text).item()
+    ids = torch.tensor([*gpt.encode(prompt), *gpt.encode(text)])  # the prompt without the start token, as generate
+    logp = gpt(ids[None, :-1]).log_softmax(-1)[0]  # (T - 1, vocab)
+    expected = logp[len(prompt) - 1:].gather(1, ids[len(prompt):, None]).sum()
+    assert gpt.log_prob([text], prompt=prompt).item() == pytest.approx(expected.item(), abs=1e-4)
+    long = TEXT[:40]  # prompt + text beyond the window: scored in sliding windows
+    assert len(prompt) + len(long) > gpt.n_positions and torch.isfinite(gpt.log_prob(long, prompt=prompt)).all()
+    with pytest.raises(ValueError, match="prompt is 17 tokens long"):
+        gpt.log_prob(text, prompt="x" * 17)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(prompts="x" * 17), "prompt is 17 tokens long, more than the context window n_positions=16"),
     (dict(max_new_tokens=0), "max_new_tokens must be an integer in 1..10000"),

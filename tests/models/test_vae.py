@@ -23,7 +23,7 @@ def test_conditional_sample_uses_labels(cvae):
 
 def test_pixel_log_prob_is_a_normalised_distribution(vae):
     # With 2 levels and a 2x2 image the 16 possible images must sum to probability 1.
-    small = VAE(image_size=2, levels=2, latent_dim=2, hidden=4).eval()
+    small = VAE(image_size=2, channels=1, levels=2, latent_dim=2, hidden=4).eval()
     z = torch.randn(1, 2)
     logits = small.decoder_logits(z, None)
     images = torch.tensor([[(i >> b) & 1 for b in range(4)] for i in range(16)], dtype=torch.float32)
@@ -86,7 +86,7 @@ def test_bad_labels(cvae, labels, match):
 
 
 def test_bad_hyperparameters():
-    with pytest.raises(ValueError, match="latent_dim must be an integer >= 1"):
+    with pytest.raises(ValueError, match="latent_dim must be an integer in 1..65536"):
         VAE(latent_dim=0)
     with pytest.raises(ValueError, match="num_classes"):
         VAE(num_classes=1)

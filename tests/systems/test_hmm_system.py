@@ -41,7 +41,7 @@ def test_text_model_reads_and_writes_strings(tmp_path):
     model.save_pretrained(tmp_path)
     again = zoo.load(str(tmp_path))
     assert again.vocab == "ab c" and again.sample(3, seed=1, length=5) == model.sample(3, seed=1, length=5)
-    texts, states = model.sample(2, seed=1, length=5, return_states=True)
+    texts, states = model.sample_with_states(2, seed=1, length=5)
     assert texts == model.sample(2, seed=1, length=5) and states.shape == (2, 5) and 0 <= states.min() <= states.max() < 3
     paths, joint = model.viterbi(["abc", "a"])  # strings in, like log_prob; the shorter path is padded with -1
     assert paths.shape == (2, 3) and paths[1, 1:].tolist() == [-1, -1] and (joint <= model.log_prob(["abc", "a"])).all()

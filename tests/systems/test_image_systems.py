@@ -11,6 +11,7 @@ import zoo
 from zoo.cli import run_lightning
 from zoo.models.gan import GAN
 from zoo.systems.gan import GANSystem
+from zoo.data.digits import SPEC as DIGITS
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
@@ -50,7 +51,7 @@ def test_recipe_smoke_fit_exports_a_loadable_model(name, tmp_path):
 
 def test_gan_alternates_n_critic_discriminator_steps_per_generator_step():
     torch.manual_seed(0)
-    system = GANSystem(GAN(latent_dim=4, hidden=4, num_classes=10), loss="wgan-gp", n_critic=3)
+    system = GANSystem(GAN(latent_dim=4, hidden=4, num_classes=10).fit_to_data(DIGITS), loss="wgan-gp", n_critic=3)
     opt_g, opt_d = system.configure_optimizers()
     steps = {"g": 0, "d": 0}
     system.optimizers = lambda: (_Counting(opt_g, steps, "g"), _Counting(opt_d, steps, "d"))
@@ -81,4 +82,4 @@ class _Counting:
                                              (dict(n_critic=0), "n_critic must be an integer >= 1")])
 def test_gan_system_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        GANSystem(GAN(latent_dim=4, hidden=4), **kwargs)
+        GANSystem(GAN(latent_dim=4, hidden=4).fit_to_data(DIGITS), **kwargs)

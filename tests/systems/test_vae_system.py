@@ -23,7 +23,9 @@ def test_recipe_smoke_fit_exports_a_loadable_model(recipe, tmp_path):
     run = tmp_path / "version_0"
     model = zoo.load(str(run / "pretrained"))
     assert model.sample(4, seed=0).shape == (4, 1, 8, 8)
-    assert model.extra_config["datamodule"]["class_path"] == "zoo.data.digits.DigitsDataModule"
+    assert model.extra_config["datamodule"]["name"] == "digits"
+    assert model.extra_config["data_spec"]["name"] == "sklearn-digits"
+    assert model.extra_config["system"]["init_args"]["iwae_k"] == 1000
     assert (run / "metrics.csv").read_text().count("val/elbo") == 1
     assert list((run / "samples").glob("*.png"))  # the grid of the last epoch
 

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from zoo.data.spec import DataSpec
+
 SPLITS = ("train", "val", "test")
 SIZES = {"train": 1257, "val": 270, "test": 270}
 
@@ -45,12 +47,17 @@ def digits_split(split: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return images, torch.from_numpy(data.target[idx]).long()
 
 
+#: what the digits are (zoo.data.spec): the only place that knows their sizes
+SPEC = DataSpec(kind="image", name="sklearn-digits", image_shape=(1, 8, 8), num_classes=10,
+                class_names=tuple("0123456789"), levels=17, feature_extractor="digits-classifier",
+                description="scikit-learn's 1,797 handwritten digits, 8x8 pixels of 17 grey levels (0..16), "
+                            "split 1,257 / 270 / 270 (seed 0)")
+
+
 class DigitsDataModule(L.LightningDataModule):
     """Digits as (image (1, 8, 8) float in [0, 1], label int64) batches; shared by every image family."""
 
-    num_classes = 10
-    image_shape = (1, 8, 8)
-    levels = 17
+    spec = SPEC
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, train_per_class: int | None = None,
                  synthetic: str | None = None, synthetic_per_class: int = 100, synthetic_seed: int = 0):
@@ -66,6 +73,12 @@ class DigitsDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, TensorDataset] = {}
 
+    @classmethod
+    def for_evaluation(cls, **saved_args) -> "DigitsDataModule":
+        """As config.json records it, without synthetic training data (that would load another model):
+        evaluation reads real images only."""
+        return cls(**{**saved_args, "synthetic": None})
+
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             if split not in self.datasets:
@@ -78,7 +91,7 @@ class DigitsDataModule(L.LightningDataModule):
         """The real training images (the first `train_per_class` of each digit), then the synthetic ones."""
         h = self.hparams
         if h.train_per_class is not None:
-            keep = torch.cat([torch.nonzero(labels == c)[:h.train_per_class, 0] for c in range(self.num_classes)])
+            keep = torch.cat([torch.nonzero(labels == c)[:h.train_per_class, 0] for c in range(self.spec.num_classes)])
             keep = keep.sort().values  # the split's order, not class by class
             images, labels = images[keep], labels[keep]
         if h.synthetic is None:
@@ -86,8 +99,8 @@ class DigitsDataModule(L.LightningDataModule):
         import zoo
 
         model = zoo.load(h.synthetic)
-        if model.num_classes != self.num_classes:
-            raise ValueError(f"synthetic must be a model conditional on the {self.num_classes} digits; "
+        if model.num_classes != self.spec.num_classes:
+            raise ValueError(f"synthetic must be a model conditional on the {self.spec.num_classes} digits; "
                              f"{h.synthetic!r} has num_classes={model.num_classes}")
         fake, fake_labels = model.labelled_samples(h.synthetic_per_class, seed=h.synthetic_seed)
         if fake.shape[1:] != images.shape[1:]:

@@ -15,11 +15,14 @@ Batches are ``(x, lengths)``: symbols (B, T) long padded with 0, and the true le
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.text import read_text, split_text
+from zoo.data.spec import DataSpec
+from zoo.data.text import CORPORA, check_named_corpus, read_text, split_text
 
 
 class _Chunks(Dataset):
@@ -72,6 +75,12 @@ class CharSequenceDataModule(L.LightningDataModule):
         self.vocab: str | None = None
         self.datasets: dict[str, Dataset] = {}
 
+    @classmethod
+    def for_evaluation(cls, **saved_args) -> "CharSequenceDataModule":
+        """As config.json records it: a named corpus only (a saved model never makes genzoo read a path)."""
+        check_named_corpus(saved_args.get("corpus", "tinyshakespeare"))
+        return cls(**saved_args)
+
     def prepare_data(self) -> None:
         read_text(self.hparams.corpus)  # resolves (downloads if need be) once, on one process
 
@@ -83,6 +92,16 @@ class CharSequenceDataModule(L.LightningDataModule):
         train, val = split_text(text, self.hparams.val_fraction)
         self.datasets["train"] = _Chunks(self.encode(train), self.hparams.seq_len)
         self.datasets["val"] = _Chunks(self.encode(val), self.hparams.eval_seq_len)
+
+    @property
+    def spec(self) -> DataSpec:
+        """Character sequences; the vocabulary is every character of the corpus (read on first use)."""
+        self.setup()
+        corpus = str(self.hparams.corpus)
+        name = corpus if corpus in CORPORA else Path(corpus).name
+        return DataSpec(kind="sequence", name=name, vocab=self.vocab,
+                        description=f"{name}: characters ({len(self.vocab)} symbols), the last "
+                                    f"{self.hparams.val_fraction:.0%} validates")
 
     def encode(self, text: str) -> torch.Tensor:
         index = {c: i for i, c in enumerate(self.vocab)}

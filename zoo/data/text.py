@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from zoo.data.spec import DataSpec
 from zoo.data.tokenizers import KINDS, build_tokenizer
 
 
@@ -60,6 +61,15 @@ def resolve_corpus(name_or_path: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     return _download(corpus, candidates[-1])
+
+
+def check_named_corpus(corpus: str) -> str:
+    """A corpus a saved config.json may name: a named one, never a path (a folder is untrusted input)."""
+    if corpus not in CORPORA:
+        raise ValueError(f"datamodule.init_args.corpus {corpus!r:.80} is not a named corpus ({', '.join(CORPORA)}); a "
+                         "saved model never makes genzoo read a path: evaluate it on your text with "
+                         "evaluate(..., datamodule=...) or genzoo test --config RECIPE")
+    return corpus
 
 
 def _download(corpus: Corpus, target: Path) -> Path:
@@ -200,6 +210,13 @@ class TextDataModule(L.LightningDataModule):
         self._tokenizer = None
         self._encoded: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def for_evaluation(cls, **saved_args) -> "TextDataModule":
+        """As config.json records it: a named corpus only, and the character tokenizer as a placeholder
+        (the model brings its own tokenizer; a name here would load another model)."""
+        check_named_corpus(saved_args.get("corpus", "tinyshakespeare"))
+        return cls(**{**saved_args, "tokenizer": "char"})
+
     def setup(self, stage: str | None = None) -> None:
         if not self.texts:
             text = read_text(self.hparams.corpus)
@@ -223,6 +240,16 @@ class TextDataModule(L.LightningDataModule):
                 if self._tokenizer is None:
                     raise ValueError(f"tokenizer={spec!r}: that model has no tokenizer")
         return self._tokenizer
+
+    @property
+    def spec(self) -> DataSpec:
+        """Text as token windows; vocab_size is the tokenizer's (built from the training text on first use)."""
+        corpus = str(self.hparams.corpus)
+        name = corpus if corpus in CORPORA else Path(corpus).name
+        return DataSpec(kind="text", name=name, vocab_size=self.tokenizer.get_vocab_size(),
+                        description=f"{name}: {len(self.texts['train']):,} training and {len(self.texts['val']):,} "
+                                    f"validation characters (the last {self.hparams.val_fraction:.0%}), "
+                                    f"{self.hparams.block_size}-token windows")
 
     def set_tokenizer(self, tokenizer) -> None:
         """Use `tokenizer` (e.g. a pretrained model's) instead of building one."""

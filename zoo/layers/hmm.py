@@ -834,7 +834,7 @@ class HiddenMarkovModel(nn.Module):
     # -- sampling --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, length: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
+    def sample(self, n: int, length: int, *, seed: int | None = None) -> tuple[Tensor, Tensor]:
         """n sequences of `length` steps: observations (n, length, D) (categorical: (n, length) long) and states."""
         _check_int("n", n, 1)
         _check_int("length", length, 0)

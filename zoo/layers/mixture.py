@@ -199,7 +199,7 @@ class GaussianMixture(nn.Module):
         return (-2 * self.log_prob(x).double().sum() + 2 * self.n_parameters).item()
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, return_components: bool = False):
+    def sample(self, n: int, *, seed: int | None = None, return_components: bool = False):
         """n samples (n, D); with ``return_components`` also their components (n,). Same seed, same samples."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")

@@ -16,10 +16,10 @@ so every log-probability is differentiable and gradient training works too.
 
 Example::
 
-    nb = GaussianNaiveBayes(num_classes=10, n_features=64).fit(x, y)   # x (N, 64), y (N,)
+    nb = GaussianNaiveBayes(num_classes=10, n_features=64).fit(x, labels)   # x (N, 64), labels (N,)
     nb.predict(x), nb.predict_proba(x)            # (N,), (N, 10)
-    nb.log_prob(x, y), nb.log_prob(x)             # joint log p(x, y) and marginal log p(x), (N,)
-    nb.sample(5, y=3, seed=0)                     # (5, 64) features of class 3
+    nb.log_prob(x, labels=labels), nb.log_prob(x)  # joint log p(x, y) and marginal log p(x), (N,)
+    nb.sample(5, labels=3, seed=0)                # (5, 64) features of class 3
 """
 
 from __future__ import annotations
@@ -100,32 +100,33 @@ class BaseNaiveBayes(nn.Module):
             raise ValueError("x contains NaN or inf: expected finite values")
         return x
 
-    def _check_y(self, y: Any, n: int) -> Tensor:
-        y = torch.as_tensor(y, device=self.class_logits.device)
+    def _check_labels(self, labels: Any, n: int) -> Tensor:
+        """`labels` (one class or n classes, any integer array) as a (n,) long tensor."""
+        y = torch.as_tensor(labels, device=self.class_logits.device)
         if y.dim() == 0:
             y = y.expand(n)
         if y.shape != (n,) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"y must be {n} integer class labels, got shape {tuple(y.shape)} of {y.dtype}")
+            raise ValueError(f"labels must be {n} integer class labels, got shape {tuple(y.shape)} of {y.dtype}")
         if n and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"y must hold labels in 0..{self.num_classes - 1}, got {y.min().item()}..{y.max().item()}")
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {y.min().item()}..{y.max().item()}")
         return y.long()
 
     # -- fitting -----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sufficient_statistics(self, x: Any, y: Any) -> Stats:
+    def sufficient_statistics(self, x: Any, labels: Any) -> Stats:
         """Class counts and per-class feature sums of a batch (float64), the input of ``m_step``."""
         x = self._check_x(x)
-        y = self._check_y(y, x.shape[0])
+        y = self._check_labels(labels, x.shape[0])
         stats = {"class_count": torch.bincount(y, minlength=self.num_classes).double()}
         stats.update(self._feature_stats(x, y))
         return stats
 
     @torch.no_grad()
-    def e_step(self, x: Any, y: Any) -> Stats:
+    def e_step(self, x: Any, labels: Any) -> Stats:
         """``sufficient_statistics`` plus count and log_likelihood (sum of log p(x, y) under the current parameters)."""
-        stats = self.sufficient_statistics(x, y)
-        joint = self.log_prob(x, y)
+        stats = self.sufficient_statistics(x, labels)
+        joint = self.log_prob(x, labels=labels)
         stats["count"] = torch.tensor(float(len(joint)), dtype=torch.float64, device=joint.device)
         stats["log_likelihood"] = joint.sum(dtype=torch.float64)
         return stats
@@ -143,19 +144,19 @@ class BaseNaiveBayes(nn.Module):
         self.class_logits.copy_(prior.clamp_min(1e-300).log())
         self._set_feature_params()
 
-    def partial_fit(self, x: Any, y: Any) -> "BaseNaiveBayes":
+    def partial_fit(self, x: Any, labels: Any) -> "BaseNaiveBayes":
         """Add a batch to the statistics seen so far and refit: streaming, exact."""
-        new = self.sufficient_statistics(x, y)
+        new = self.sufficient_statistics(x, labels)
         old = {"class_count": self.class_count, **{k: getattr(self, k) for k in self.stat_names}}
         self.m_step({k: old[k] + new[k] for k in new})
         return self
 
-    def fit(self, x: Any, y: Any = None) -> "BaseNaiveBayes":
-        """Fit from scratch on (x, y), or on an iterable of (x, y) batches (a DataLoader) when y is None."""
+    def fit(self, x: Any, labels: Any = None) -> "BaseNaiveBayes":
+        """Fit from scratch on (x, labels), or on an iterable of (x, labels) batches (a DataLoader) without labels."""
         self.class_count.zero_()
         for name in self.stat_names:
             getattr(self, name).zero_()
-        batches = [(x, y)] if y is not None else x
+        batches = [(x, labels)] if labels is not None else x
         for bx, by in batches:
             self.partial_fit(bx, by)
         if self.class_count.sum() == 0:
@@ -169,12 +170,12 @@ class BaseNaiveBayes(nn.Module):
         x = self._check_x(x)
         return torch.log_softmax(self.class_logits, 0) + self._class_log_likelihood(x)
 
-    def log_prob(self, x: Any, y: Any = None) -> Tensor:
-        """Joint log p(x, y) per sample (N,) when y is given, else marginal log p(x) = logsumexp_c log p(x, c)."""
+    def log_prob(self, x: Any, labels: Any = None) -> Tensor:
+        """Joint log p(x, y) per sample (N,) when labels are given, else marginal log p(x) = logsumexp_c log p(x, c)."""
         joint = self.joint_log_prob(x)
-        if y is None:
+        if labels is None:
             return logsumexp(joint, 1) + self._log_normaliser(x)
-        y = self._check_y(y, len(joint))
+        y = self._check_labels(labels, len(joint))
         return joint.gather(1, y.unsqueeze(1)).squeeze(1) + self._log_normaliser(x)
 
     def forward(self, x: Any) -> Tensor:
@@ -189,13 +190,13 @@ class BaseNaiveBayes(nn.Module):
         return self.joint_log_prob(x).argmax(1)
 
     @torch.no_grad()
-    def sample(self, n: int, y: Any = None, seed: int | None = None, **kwargs: Any) -> Tensor:
-        """n feature vectors (n, D) drawn from p(x | y); y is a class, n classes, or None (drawn from p(y))."""
+    def sample(self, n: int, *, labels: Any = None, seed: int | None = None, **kwargs: Any) -> Tensor:
+        """n feature vectors (n, D) drawn from p(x | y); labels: a class, n classes, or None (drawn from p(y))."""
         _positive_int("n", n)
         gen = None if seed is None else torch.Generator(self.class_logits.device).manual_seed(seed)
-        if y is None:
-            y = torch.multinomial(torch.softmax(self.class_logits.float(), 0), n, replacement=True, generator=gen)
-        return self._sample_features(self._check_y(y, n), gen, **kwargs)
+        if labels is None:
+            labels = torch.multinomial(torch.softmax(self.class_logits.float(), 0), n, replacement=True, generator=gen)
+        return self._sample_features(self._check_labels(labels, n), gen, **kwargs)
 
     def _log_normaliser(self, x: Tensor) -> Tensor | float:
         """Terms of log p(x | y) that do not depend on y (left out of ``joint_log_prob``, as scikit-learn does)."""
@@ -242,8 +243,8 @@ class GaussianNaiveBayes(BaseNaiveBayes):
 
     Example::
 
-        nb = GaussianNaiveBayes(10, 64).fit(x, y)
-        nb.sample(4, y=7, seed=0)        # (4, 64): mu_7 + sigma_7 * z
+        nb = GaussianNaiveBayes(10, 64).fit(x, labels)
+        nb.sample(4, labels=7, seed=0)   # (4, 64): mu_7 + sigma_7 * z
     """
 
     stat_names = ("sum_x", "sum_xx")
@@ -320,8 +321,8 @@ class MultinomialNaiveBayes(_CountNaiveBayes):
 
     Example::
 
-        nb = MultinomialNaiveBayes(2, 1000).fit(counts, y)      # counts: (N, 1000) ints, dense or CSR
-        nb.sample(3, y=1, total_count=50, seed=0)               # (3, 1000) counts summing to 50
+        nb = MultinomialNaiveBayes(2, 1000).fit(counts, labels) # counts: (N, 1000) ints, dense or CSR
+        nb.sample(3, labels=1, total_count=50, seed=0)          # (3, 1000) counts summing to 50
     """
 
     def _check_x(self, x: Any) -> Tensor:
@@ -360,8 +361,8 @@ class BernoulliNaiveBayes(_CountNaiveBayes):
 
     Example::
 
-        nb = BernoulliNaiveBayes(10, 64, binarize=0.5).fit(x, y)
-        nb.sample(4, y=0, seed=0)        # (4, 64) in {0, 1}
+        nb = BernoulliNaiveBayes(10, 64, binarize=0.5).fit(x, labels)
+        nb.sample(4, labels=0, seed=0)   # (4, 64) in {0, 1}
     """
 
     def __init__(self, num_classes: int, n_features: int, alpha: float = 1.0, binarize: float | None = 0.0,
@@ -400,8 +401,8 @@ class CategoricalNaiveBayes(BaseNaiveBayes):
 
     Example::
 
-        nb = CategoricalNaiveBayes(10, 64, n_categories=17).fit(levels, y)   # digits' 17 grey levels
-        nb.sample(2, y=4, seed=0)        # (2, 64) int64 symbols
+        nb = CategoricalNaiveBayes(10, 64, n_categories=17).fit(levels, labels)   # digits' 17 grey levels
+        nb.sample(2, labels=4, seed=0)   # (2, 64) int64 symbols
     """
 
     stat_names = ("category_count",)

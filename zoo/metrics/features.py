@@ -1,63 +1,61 @@
-"""Feature extractors for torchmetrics' FID, KID and Inception Score on digits.
+"""Feature extractors for torchmetrics' FID, KID and Inception Score.
 
 torchmetrics accepts any ``nn.Module`` as ``feature``: FID and KID read its output as the
 features to compare (``num_features`` tells FID the size of its state), the Inception
-Score reads it as class logits. ``ClassifierFeatures`` wraps the packaged
-``digits-classifier`` for both uses, so every digits number in the zoo comes from one
-network: ``"digits-classifier/features"`` (64 penultimate activations) or
-``"digits-classifier/logits"`` (10 logits).
+Score reads it as class logits. A feature extractor is a registered pretrained classifier
+(``zoo.list_models(task="feature-extractor")``), named by a dataset's spec
+(``DataSpec.feature_extractor``); ``ClassifierFeatures`` wraps it for both uses, so every number
+of a dataset comes from one network: ``"digits-classifier/features"`` (penultimate activations)
+or ``"digits-classifier/logits"``.
 
 Example::
 
     from torchmetrics.image.fid import FrechetInceptionDistance
-    fid = FrechetInceptionDistance(feature=ClassifierFeatures(digits_classifier()))
+    fid = FrechetInceptionDistance(feature=ClassifierFeatures(load_extractor("digits-classifier")))
     fid.update(real_images, real=True); fid.update(fake_images, real=False); fid.compute()
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from zoo.models.classifier import DigitsClassifier
 
-PACKAGED = "digits-classifier"
 OUTPUTS = ("features", "logits")
 
 
-@lru_cache(maxsize=1)
-def _packaged_classifier() -> DigitsClassifier:
-    folder = Path(str(resources.files("zoo") / "pretrained" / PACKAGED))
-    return DigitsClassifier.from_pretrained(folder)
+@lru_cache(maxsize=4)
+def load_extractor(name: str) -> DigitsClassifier:
+    """A registered feature extractor by name, in eval mode, frozen (loaded once per process)."""
+    from zoo.registry import _unknown, list_models, load
 
-
-def digits_classifier(name_or_folder: str | None = None) -> DigitsClassifier:
-    """The packaged digits classifier (default), or one from a model folder; in eval mode, frozen."""
-    if name_or_folder in (None, PACKAGED):
-        return _packaged_classifier()
-    return DigitsClassifier.from_pretrained(name_or_folder)
+    known = list_models(task="feature-extractor")
+    if name not in known:
+        raise ValueError(_unknown("feature extractor", name, known))
+    return load(name).requires_grad_(False)
 
 
 class ClassifierFeatures(nn.Module):
     """A frozen classifier as a torchmetrics feature extractor: images (N, C, H, W) in [0, 1] -> (N, num_features).
 
     Args:
-        classifier: a DigitsClassifier (default: the packaged ``digits-classifier``).
+        classifier: a registered feature extractor's name (``"digits-classifier"``) or a classifier.
         output: "features" (penultimate layer, for FID and KID) or "logits" (for the Inception Score).
     """
 
-    def __init__(self, classifier: DigitsClassifier | None = None, output: str = "features"):
+    def __init__(self, classifier: DigitsClassifier | str, output: str = "features"):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.classifier = (classifier or digits_classifier()).eval().requires_grad_(False)
+        name = classifier if isinstance(classifier, str) else type(classifier).__name__
+        self.classifier = (load_extractor(classifier) if isinstance(classifier, str) else classifier).eval()
+        self.classifier.requires_grad_(False)
         self.output = output
         self.num_features = self.classifier.num_features if output == "features" else self.classifier.num_classes
-        self.name = f"{PACKAGED if classifier is None else type(classifier).__name__}/{output}"
+        self.name = f"{name}/{output}"
 
     def train(self, mode: bool = True) -> "ClassifierFeatures":
         return super().train(False)  # always eval: batch norm statistics and dropout stay frozen

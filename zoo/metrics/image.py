@@ -1,7 +1,7 @@
 """FID, KID and Inception Score of generated images, computed by torchmetrics, and the real-data floor.
 
-On digits the features come from the packaged ``digits-classifier`` (see features.py);
-``ImageMetrics.extractor`` names the extractor behind the numbers. The keys:
+The features come from the registered feature extractor that the data's spec names (see features.py;
+``"digits-classifier"`` for the digits); ``ImageMetrics.extractor`` names it behind the numbers. The keys:
 
 - ``fid``: Fréchet distance between Gaussians fitted to real and generated features (lower is better).
 - ``kid``: kernel (polynomial, degree 3) MMD² of the features, unbiased, mean over random subsets
@@ -18,8 +18,8 @@ Example::
 
     model = zoo.load("ddpm-digits")
     real, _ = digits_split("test")
-    generator_metrics(model, real, n=2000, seed=0, sample_kwargs={"steps": 20})   # {"fid": ..., "kid": ...}
-    real_data_floor(digits_split("train")[0], real)
+    generator_metrics(model, real, "digits-classifier", n=2000, seed=0, sample_kwargs={"steps": 20})  # {"fid": ...}
+    real_data_floor(digits_split("train")[0], real, "digits-classifier")
 """
 
 from __future__ import annotations
@@ -39,15 +39,18 @@ class ImageMetrics(nn.Module):
     """FID, KID and IS from torchmetrics around one feature extractor; ``update(x, real)`` then ``compute()``.
 
     Args:
-        features: the extractor for FID and KID (default: digits-classifier penultimate features); its
-            ``num_features`` sets the metric state, and a mismatched output size is a ValueError.
-        logits: the extractor for the Inception Score (default: digits-classifier logits).
+        extractor: a registered feature extractor's name (``DataSpec.feature_extractor``): its penultimate
+            features feed FID and KID, its logits the Inception Score. Or pass both modules instead:
+        features: the extractor for FID and KID; its ``num_features`` sets the metric state, and a
+            mismatched output size is a ValueError.
+        logits: the extractor for the Inception Score.
         image_shape: (C, H, W) of the images, to check the extractors once.
         kid_subsets, is_splits: torchmetrics' averaging (KID subsets; IS splits).
     """
 
-    def __init__(self, features: nn.Module | None = None, logits: nn.Module | None = None,
-                 image_shape: tuple[int, ...] = (1, 8, 8), kid_subsets: int = 50, is_splits: int = 10):
+    def __init__(self, extractor: str | None = None, *, image_shape: tuple[int, ...],
+                 features: nn.Module | None = None, logits: nn.Module | None = None,
+                 kid_subsets: int = 50, is_splits: int = 10):
         super().__init__()
         import warnings
 
@@ -55,8 +58,11 @@ class ImageMetrics(nn.Module):
         from torchmetrics.image.inception import InceptionScore
         from torchmetrics.image.kid import KernelInceptionDistance
 
-        features = features or ClassifierFeatures(output="features")
-        logits = logits or ClassifierFeatures(output="logits")
+        if extractor is not None:
+            features, logits = ClassifierFeatures(extractor, "features"), ClassifierFeatures(extractor, "logits")
+        if features is None or logits is None:
+            raise ValueError("ImageMetrics needs a registered feature extractor (extractor='digits-classifier') "
+                             "or both features and logits modules")
         for name, extractor in (("features", features), ("logits", logits)):
             size = getattr(extractor, "num_features", None)
             if not isinstance(size, int):
@@ -102,9 +108,10 @@ def _batches(images: Tensor, size: int = 500):
 
 
 @torch.no_grad()
-def real_data_floor(train: Tensor, real: Tensor, metrics: ImageMetrics | None = None, seed: int = 0) -> dict[str, float]:
+def real_data_floor(train: Tensor, real: Tensor, extractor: str | None = None, metrics: ImageMetrics | None = None,
+                    seed: int = 0) -> dict[str, float]:
     """FID/KID/IS of the training images (as if generated) against `real`: the floor a perfect generator reaches."""
-    metrics = metrics or ImageMetrics(image_shape=tuple(real.shape[1:]))
+    metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
     for batch in _batches(real):
         metrics.update(batch, real=True)
     for batch in _batches(train):
@@ -128,31 +135,32 @@ def generate(model: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
 
 
 @torch.no_grad()
-def generator_metrics(model: nn.Module, real: Tensor, n: int = 2000, seed: int = 0,
+def generator_metrics(model: nn.Module, real: Tensor, extractor: str | None = None, n: int = 2000, seed: int = 0,
                       sample_kwargs: dict[str, Any] | None = None, metrics: ImageMetrics | None = None) -> dict[str, float]:
     """FID/KID/IS of `n` seeded samples of `model` against the `real` images (N, C, H, W) in [0, 1].
 
     Conditional models (``num_classes``) are sampled class-balanced and also get ``cond_acc``, the
-    fraction of samples the digits classifier assigns to the requested label.
+    fraction of samples the feature extractor (a classifier of the same classes) assigns to the requested label.
     """
-    metrics = metrics or ImageMetrics(image_shape=tuple(real.shape[1:]))
+    metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
     images, labels = generate(model, n, seed, sample_kwargs=sample_kwargs)
     for batch in _batches(real):
         metrics.update(batch, real=True)
     for batch in _batches(images):
         metrics.update(batch, real=False)
     out = metrics.compute(seed)
-    if labels is not None:
-        out["cond_acc"] = conditional_accuracy(images, labels)
+    if labels is not None and extractor is not None:
+        out["cond_acc"] = conditional_accuracy(images, labels, extractor)
     return out
 
 
 @torch.no_grad()
-def conditional_accuracy(images: Tensor, labels: Tensor, classifier: nn.Module | None = None) -> float:
-    """The fraction of `images` (N, C, H, W) that the classifier (default digits-classifier) puts in class `labels`."""
-    from zoo.metrics.features import digits_classifier
+def conditional_accuracy(images: Tensor, labels: Tensor, classifier: str | nn.Module) -> float:
+    """The fraction of `images` (N, C, H, W) that `classifier` (a registered extractor's name, or a model
+    with ``predict``) puts in class `labels`."""
+    from zoo.metrics.features import load_extractor
 
-    classifier = classifier or digits_classifier()
+    classifier = load_extractor(classifier) if isinstance(classifier, str) else classifier
     predicted = torch.cat([classifier.predict(batch) for batch in _batches(images)]).cpu()
     return float((predicted == labels.cpu()).float().mean())
 

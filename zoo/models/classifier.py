@@ -8,12 +8,12 @@ and KID, its logits feed the Inception Score, and its predictions give the condi
 accuracy of class-conditional generators.
 
 It is packaged as ``digits-classifier`` (``zoo/pretrained/digits-classifier``) but is not a
-generator: ``sample`` raises. Load it with ``zoo.metrics.digits_classifier()``.
+generator: ``sample`` raises. Load it with ``zoo.load("digits-classifier")``.
 
 Example::
 
     clf = DigitsClassifier()                        # untrained; recipes/digits-classifier.yaml trains it
-    clf = zoo.metrics.digits_classifier()           # the packaged one
+    clf = zoo.load("digits-classifier")             # the packaged one
     x, y = zoo.data.digits.digits_split("test")
     clf.features(x).shape                           # (270, 64)
     (clf.predict(x) == y).float().mean()            # test accuracy
@@ -24,25 +24,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.models.base import GenerativeModel
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+from zoo.checks import check_int
+from zoo.models.base import GenerativeModel, image_data_args
 
 
 class DigitsClassifier(GenerativeModel):
     """Conv net: image (N, C, H, W) in [0, 1] -> `num_features` features -> `num_classes` logits."""
 
     family = "classifier"
+    outputs = "labels"  # predict gives labels; sample raises
+    data_sizes = ("image_size", "channels", "num_classes")
 
-    def __init__(self, image_size: int = 8, channels: int = 1, num_classes: int = 10, hidden: int = 32,
-                 num_features: int = 64, dropout: float = 0.2):
+    def __init__(self, image_size: int | None = None, channels: int | None = None, num_classes: int | None = None,
+                 hidden: int = 32, num_features: int = 64, dropout: float = 0.2):
+        """Sizes left None come from the data."""
         for name, value, low in [("image_size", image_size, 4), ("channels", channels, 1),
                                  ("num_classes", num_classes, 2), ("hidden", hidden, 1), ("num_features", num_features, 2)]:
-            _check_int(name, value, low)
-        if image_size % 2:
+            if value is not None or name in ("hidden", "num_features"):
+                check_int(name, value, low, 1 << 16)
+        if image_size is not None and image_size % 2:
             raise ValueError(f"image_size must be even, got {image_size}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
@@ -50,6 +50,8 @@ class DigitsClassifier(GenerativeModel):
                          num_features=num_features, dropout=dropout)
         self.image_shape = (channels, image_size, image_size)
         self.num_classes, self.num_features = num_classes, num_features
+        if self.pending:
+            return
         self.body = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.SiLU(),        # (N, h, H, W)
             nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1), nn.BatchNorm2d(2 * hidden), nn.SiLU(),  # H/2
@@ -58,6 +60,12 @@ class DigitsClassifier(GenerativeModel):
             nn.Dropout(dropout), nn.Linear(8 * hidden, num_features), nn.SiLU(),                 # (N, F)
         )
         self.head = nn.Linear(num_features, num_classes)
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        if spec.num_classes is None:
+            raise ValueError(f"a classifier needs labelled data; {spec.name!r} has no classes")
+        return {**image_data_args(spec, {}), "num_classes": spec.num_classes}
 
     def check_images(self, x: Tensor, name: str = "x") -> Tensor:
         """x as a float (N, C, H, W) batch on the model's device; a single (C, H, W) image becomes a batch of one."""
@@ -82,6 +90,3 @@ class DigitsClassifier(GenerativeModel):
     def predict(self, x: Tensor) -> Tensor:
         """The most likely class of each image, (N,) int64."""
         return self(x).argmax(1)
-
-    def sample(self, n: int, *, seed: int | None = None, **conditions) -> Tensor:
-        raise NotImplementedError("DigitsClassifier is a classifier, not a generator: use features, forward or predict")

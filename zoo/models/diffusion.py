@@ -19,14 +19,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.checks import check_int
 from zoo.layers.unet import UNet, ema_update
-from zoo.models.base import GenerativeModel
+from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
+from zoo.models.contract import LABELS, Option
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
@@ -51,8 +53,7 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule kind must be one of {SCHEDULES}, got {self.kind!r}")
-        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 2:
-            raise ValueError(f"schedule timesteps must be an integer >= 2, got {self.timesteps!r}")
+        check_int("schedule timesteps", self.timesteps, 2, 100_000)
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ValueError(f"schedule needs 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
@@ -83,21 +84,34 @@ class DDPM(GenerativeModel):
     """
 
     family = "diffusion"
+    outputs = "images"
+    conditions = (LABELS,)
+    sample_options = (
+        Option("steps", int, 50, low=1, high="schedule.timesteps", help="denoising steps; fewer is faster"),
+        Option("guidance", float, None, low=0, conditional_only=True,
+               help="classifier-free guidance scale, 1 = conditional only; default: the model's"),
+        Option("sampler", str, "ddim", choices=SAMPLERS, help="ddim: deterministic; ddpm: ancestral"),
+        Option("progress", bool, None, help="a progress bar; default: only on a terminal"),
+    )
 
-    def __init__(self, image_size: int = 8, channels: int = 1, base: int = 32, channel_mults: list[int] = (1, 2),
-                 dropout: float = 0.0, num_classes: int | None = None, schedule: dict[str, Any] | None = None,
+    data_sizes = ("image_size", "channels")
+
+    def __init__(self, image_size: int | None = None, channels: int | None = None, base: int = 32,
+                 channel_mults: list[int] = (1, 2), dropout: float = 0.0,
+                 num_classes: int | Literal["data"] | None = None, schedule: dict[str, Any] | None = None,
                  prediction: str = "eps", guidance: float = 1.0, ema_decay: float = 0.999):
+        """Sizes left None come from the data; ``num_classes``: None unconditional, "data" the data's classes."""
         for name, value, low in [("image_size", image_size, 2), ("channels", channels, 1), ("base", base, 8)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            if value is not None or name == "base":
+                check_int(name, value, low, 1 << 16)
         channel_mults = list(channel_mults)
-        if not channel_mults or any(not isinstance(m, int) or m < 1 for m in channel_mults):
-            raise ValueError(f"channel_mults must be a non-empty list of positive integers, got {channel_mults!r}")
-        if image_size % 2 ** (len(channel_mults) - 1):
+        if not 1 <= len(channel_mults) <= 8 or any(isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 64
+                                                   for m in channel_mults):
+            raise ValueError(f"channel_mults must be 1 to 8 integers in 1..64, got {channel_mults!r:.80}")
+        if image_size is not None and image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(f"image_size {image_size} must be divisible by 2^{len(channel_mults) - 1} "
                              f"(one halving per extra entry of channel_mults)")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(f"num_classes must be None (unconditional) or an integer >= 2, got {num_classes!r}")
+        check_num_classes(num_classes)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if not 0 <= dropout < 1 or not 0 <= ema_decay < 1:
@@ -108,9 +122,15 @@ class DDPM(GenerativeModel):
                          prediction=prediction, guidance=self._check_guidance(float(guidance)), ema_decay=ema_decay)
         self.image_shape = (channels, image_size, image_size)
         self.num_classes, self.prediction, self.guidance, self.ema_decay = num_classes, prediction, guidance, ema_decay
+        if self.pending:
+            return
         self.unet = UNet(channels, base, tuple(channel_mults), num_classes, dropout)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)  # the weights sampling uses
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod(), persistent=False)  # (T,)
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        return image_data_args(spec, init_args)
 
     # -- input checks ----------------------------------------------------------------------
 
@@ -172,8 +192,8 @@ class DDPM(GenerativeModel):
         return torch.linspace(self.schedule.timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels: Any = None, steps: int = 50,
-               guidance: float | None = None, sampler: str = "ddim", progress: bool | None = None) -> Tensor:
+    def _sample(self, n: int, *, seed: int | None, labels: Tensor | None, steps: int, guidance: float | None,
+                sampler: str, progress: bool | None) -> Tensor:
         """`n` images (n, C, H, W) in [0, 1] from `steps` denoising steps.
 
         sampler "ddim": deterministic DDIM (η = 0); "ddpm": ancestral sampling (η = 1, the DDPM posterior
@@ -181,15 +201,8 @@ class DDPM(GenerativeModel):
         int or n ints) is given; `guidance` (default: the model's) is the classifier-free guidance scale.
         `progress`: a tqdm bar (None: only on a terminal).
         """
-        n, gen = self._check_n(n), self._generator(seed)
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.schedule.timesteps:
-            raise ValueError(f"steps must be an integer in 1..{self.schedule.timesteps}, got {steps!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-        if guidance is not None and not self.num_classes:
-            raise ValueError("guidance was given, but this DDPM is unconditional (num_classes=None)")
-        guidance = self.guidance if guidance is None else self._check_guidance(float(guidance))
-        labels = self.check_labels(labels, n)
+        gen = self._generator(seed)
+        guidance = self.guidance if guidance is None else guidance
         if labels is None and self.num_classes:
             labels = torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
         x = torch.randn(n, *self.image_shape, generator=gen, device=self.device)  # x_T

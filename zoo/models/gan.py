@@ -20,14 +20,16 @@ Example::
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.checks import check_int
 from zoo.layers.unet import ema_update
-from zoo.models.base import GenerativeModel
+from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
+from zoo.models.contract import LABELS
 
 LOSSES = ("ns", "hinge", "wgan-gp")
 
@@ -137,15 +139,20 @@ class GAN(GenerativeModel):
     """
 
     family = "gan"
+    outputs = "images"
+    conditions = (LABELS,)
 
-    def __init__(self, image_size: int = 8, channels: int = 1, latent_dim: int = 32, hidden: int = 32,
-                 num_classes: int | None = None, spectral_norm: bool = True, ema_decay: float = 0.999):
+    data_sizes = ("image_size", "channels")
+
+    def __init__(self, image_size: int | None = None, channels: int | None = None, latent_dim: int = 32,
+                 hidden: int = 32, num_classes: int | Literal["data"] | None = None, spectral_norm: bool = True,
+                 ema_decay: float = 0.999):
+        """Sizes left None come from the data; ``num_classes``: None unconditional, "data" the data's classes."""
         for name, value, low in [("image_size", image_size, 4), ("channels", channels, 1),
                                  ("latent_dim", latent_dim, 1), ("hidden", hidden, 1)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(f"num_classes must be None (unconditional) or an integer >= 2, got {num_classes!r}")
+            if value is not None:
+                check_int(name, value, low, 1 << 16)
+        check_num_classes(num_classes)
         if not isinstance(spectral_norm, bool):
             raise ValueError(f"spectral_norm must be true or false, got {spectral_norm!r}")
         if not 0 <= ema_decay < 1:
@@ -154,9 +161,15 @@ class GAN(GenerativeModel):
                          num_classes=num_classes, spectral_norm=spectral_norm, ema_decay=ema_decay)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim, self.num_classes, self.ema_decay = latent_dim, num_classes, ema_decay
+        if self.pending:
+            return
         self.generator = Generator(latent_dim, channels, image_size, hidden, num_classes)
         self.discriminator = Discriminator(channels, image_size, hidden, num_classes, spectral_norm)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        return image_data_args(spec, init_args)
 
     def train(self, mode: bool = True) -> "GAN":
         super().train(mode)
@@ -177,10 +190,9 @@ class GAN(GenerativeModel):
         return (self.generator_ema(z.to(self.device), labels) + 1) / 2
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels: Any = None) -> Tensor:
+    def _sample(self, n: int, *, seed: int | None, labels: Tensor | None) -> Tensor:
         """`n` images (n, C, H, W) in [0, 1]; a conditional GAN draws labels uniformly unless given (one int or n)."""
-        n, gen = self._check_n(n), self._generator(seed)
-        labels = self.check_labels(labels, n)
+        gen = self._generator(seed)
         if labels is None and self.num_classes:
             labels = torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
         z = torch.randn(n, self.latent_dim, generator=gen, device=self.device)

@@ -20,13 +20,15 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
 
+from zoo.checks import check_int
 from zoo.layers.mixture import GaussianMixture
-from zoo.models.base import GenerativeModel
+from zoo.models.base import FROM_DATA, GenerativeModel
+from zoo.models.contract import ESTIMATE_SEED, PerInstance
 
 
 class GMM(GenerativeModel):
@@ -42,26 +44,48 @@ class GMM(GenerativeModel):
     """
 
     family = "gmm"
+    outputs = PerInstance("images", lambda gmm: "images" if gmm.image_shape else "vectors")
+    log_prob_options = (ESTIMATE_SEED,)  # the dequantisation noise of discrete images
 
     def __init__(self, n_components: int = 10, covariance_type: str = "full", reg_covar: float = 1e-6,
-                 image_shape: Sequence[int] | None = (1, 8, 8), n_features: int | None = None,
-                 levels: int | None = 17, eval_draws: int = 64):
+                 image_shape: Sequence[int] | None = None, n_features: int | None = None,
+                 levels: int | Literal["data"] | None = FROM_DATA, eval_draws: int = 64):
+        """With neither `image_shape` nor `n_features` given, both come from the data (images or a table), and
+        ``levels: data`` takes the data's pixel levels (None: continuous values)."""
         if image_shape is not None:
             image_shape = [int(s) for s in image_shape]
             if not image_shape or min(image_shape) < 1:
                 raise ValueError(f"image_shape must be a list of positive sizes, got {image_shape!r}")
             n_features = math.prod(image_shape)
-        elif isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features must be an integer >= 1 when image_shape is None, got {n_features!r}")
-        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
-            raise ValueError(f"levels must be an integer >= 2 or None, got {levels!r}")
-        if isinstance(eval_draws, bool) or not isinstance(eval_draws, int) or eval_draws < 1:
-            raise ValueError(f"eval_draws must be an integer >= 1, got {eval_draws!r}")
+        elif n_features is not None:
+            check_int("n_features", n_features, 1, 1 << 24)
+        if levels is not None and levels != FROM_DATA:
+            check_int("levels", levels, 2, 1 << 16)
+        check_int("eval_draws", eval_draws, 1, 100_000)  # a cap on the time of one log_prob call
         super().__init__(n_components=n_components, covariance_type=covariance_type, reg_covar=reg_covar,
                          image_shape=image_shape, n_features=None if image_shape else n_features, levels=levels,
                          eval_draws=eval_draws)
         self.image_shape, self.levels, self.eval_draws = image_shape, levels, eval_draws
+        if self.pending:
+            return
         self.mixture = GaussianMixture(n_components, n_features, covariance_type, reg_covar)
+
+    @property
+    def pending(self) -> bool:
+        a = self.init_args
+        return (a["image_shape"] is None and a["n_features"] is None) or a["levels"] == FROM_DATA
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        if spec.kind == "image":
+            out = {"image_shape": list(spec.image_shape), "levels": spec.levels}
+        elif spec.kind == "tabular":
+            out = {"n_features": spec.n_features, "levels": None}
+        else:
+            raise ValueError(f"a GMM models images or tables; the data {spec.name!r} is {spec.kind}")
+        if init_args.get("levels") is None:
+            out.pop("levels")  # continuous by choice
+        return out
 
     @property
     def n_parameters(self) -> int:
@@ -88,9 +112,9 @@ class GMM(GenerativeModel):
     # -- the generative API --------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None) -> Tensor:
+    def _sample(self, n: int, *, seed: int | None) -> Tensor:
         """n images (n, *image_shape) in [0, 1] (quantised to `levels`), or vectors (n, D)."""
-        y = self.mixture.sample(self._check_n(n), seed=seed)
+        y = self.mixture.sample(n, seed=seed)
         if self.levels is not None:
             y = (y * self.levels).floor().clamp(0, self.levels - 1) / (self.levels - 1)
         return y.view(n, *self.image_shape) if self.image_shape else y

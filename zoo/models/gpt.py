@@ -45,7 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.checks import check_int
+from zoo.models import contract
 from zoo.models.base import GenerativeModel
+from zoo.models.contract import Option
 
 # -- building blocks ---------------------------------------------------------------------------
 
@@ -208,6 +211,15 @@ class GPT(GenerativeModel):
     family = "gpt"
     #: the most tokens one generate/stream/sample call produces per text
     max_new_tokens_cap = 10_000
+    outputs = "text"
+    conditions = (Option("prompt", str, "", help="the text to continue; empty: start from a newline"),)
+    sample_options = (
+        Option("max_new_tokens", int, 200, low=1, high="max_new_tokens_cap", help="new tokens per text"),
+        Option("temperature", float, 1.0, low=0, help="0 = greedy"),
+        Option("top_k", int, None, low=1, help="keep the k likeliest tokens"),
+        Option("top_p", float, None, low=0, high=1, open_low=True,
+               help="nucleus: keep the likeliest tokens whose probability adds up to p"),
+    )
 
     def __init__(self, vocab_size: int | None = None, n_positions: int = 64, n_embd: int = 128, n_layer: int = 4,
                  n_head: int = 4, intermediate_size: int | None = None, dropout: float = 0.0,
@@ -218,6 +230,7 @@ class GPT(GenerativeModel):
                 [("vocab_size", vocab_size)] if vocab_size is not None else []):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int("n_layer", n_layer, 1, 256)  # each layer is Python objects: a cap before any is built
         if n_embd % n_head or (n_embd // n_head) % 2:
             raise ValueError(f"n_embd ({n_embd}) must be n_head ({n_head}) times an even head size (rotary "
                              f"embeddings rotate pairs)")
@@ -247,9 +260,13 @@ class GPT(GenerativeModel):
                 scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer) if scaled else 0.02)
 
-    def with_vocab_size(self, vocab_size: int) -> "GPT":
-        """A fresh GPT with these hyperparameters and `vocab_size` (what a recipe's ``vocab_size: null`` becomes)."""
-        return type(self)(**{**self.init_args, "vocab_size": vocab_size})
+    data_sizes = ("vocab_size",)
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        if spec.vocab_size is None:
+            raise ValueError(f"a GPT reads token ids; the data {spec.name!r} has no tokenizer (vocab_size)")
+        return {"vocab_size": spec.vocab_size}
 
     def set_tokenizer(self, tokenizer) -> None:
         """Attach the tokenizer that maps text to this model's ids (sizes must agree)."""
@@ -263,7 +280,7 @@ class GPT(GenerativeModel):
     def forward(self, idx: Tensor) -> Tensor:
         """Logits (B, T, vocab) of the next token at every position of `idx` (B, T), T <= n_positions."""
         if self.vocab_size is None:
-            raise ValueError("this GPT has vocab_size=None (no weights yet); build it with with_vocab_size(n)")
+            self._check_built()
         T = idx.shape[1]
         if T > self.n_positions:
             raise ValueError(f"idx has {T} tokens, more than the context window n_positions={self.n_positions}")
@@ -306,24 +323,27 @@ class GPT(GenerativeModel):
         return self._tok().decode(list(ids), skip_special_tokens=False)
 
     @torch.no_grad()
-    def log_prob(self, texts: str | Sequence[str]) -> Tensor:
-        """log p(text) in nats, (N,): the sum over tokens, each given the ones before it (the first given the
-        start token); a text longer than the window is scored in windows that slide by half a window."""
+    def log_prob(self, texts: str | Sequence[str], *, prompt: str = "") -> Tensor:
+        """log p(text | prompt) in nats, (N,), under the distribution ``sample(prompt=...)`` draws from: the sum
+        over the text's tokens, each given the ones before it (the first given the prompt, or the start token
+        when the prompt is empty; prompt and text are tokenized apart). A text longer than the window is
+        scored in windows that slide by half a window."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) and t for t in texts):
             raise ValueError("texts must be a non-empty str or a non-empty list of non-empty str")
-        from zoo.data.tokenizers import start_id
-
+        context = self.encode(prompt)
         out = []
         for text in texts:
-            ids = torch.tensor([start_id(self._tok()), *self._tok().encode(text).ids], device=self.device)
-            out.append(self._sequence_log_prob(ids))
+            ids = torch.tensor([*context, *self._tok().encode(text).ids], device=self.device)
+            out.append(self._sequence_log_prob(ids, first=len(context)))
         return torch.stack(out)
 
-    def _sequence_log_prob(self, ids: Tensor) -> Tensor:
-        total, scored, stride = ids.new_zeros((), dtype=torch.float), 1, max(1, self.n_positions // 2)
+    def _sequence_log_prob(self, ids: Tensor, first: int = 1) -> Tensor:
+        """The sum of log p(ids[t] | ids[:t]) over t >= first, with at most a window of context each."""
+        total, scored, stride = ids.new_zeros((), dtype=torch.float), first, max(1, self.n_positions // 2)
         while scored < len(ids):  # score tokens [scored, end) with up to a window of context before them
-            end = min(len(ids), scored + (self.n_positions if scored == 1 else stride))
+            # the first window holds the whole prompt (at most n_positions tokens) and as much text as fits
+            end = min(len(ids), max(self.n_positions + 1, scored + stride) if scored == first else scored + stride)
             start = max(0, end - 1 - self.n_positions)
             window = ids[start:end]  # the last token is only a target
             logp = self(window[None, :-1]).log_softmax(-1)[0]  # (L, vocab)
@@ -337,15 +357,9 @@ class GPT(GenerativeModel):
 
     def _check_generation(self, max_new_tokens: int, temperature: float, top_k: int | None,
                           top_p: float | None) -> None:
-        cap = self.max_new_tokens_cap
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= cap:
-            raise ValueError(f"max_new_tokens must be an integer in 1..{cap}, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
-        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-            raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+        """The generation settings against the declared sampling options (their types and ranges)."""
+        contract.check_options(self, "generate", dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                      top_k=top_k, top_p=top_p), self.sample_options)
 
     def _prompt_batch(self, prompts: str | Sequence[str]) -> tuple[list[list[int]], bool]:
         single = isinstance(prompts, str)
@@ -483,12 +497,9 @@ class GPT(GenerativeModel):
         yield ["" if done[i] else self.decode(generated[i])[len(emitted[i]):] for i in range(len(ids))]
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, prompt: str = "", max_new_tokens: int = 200,
-               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> list[str]:
+    def _sample(self, n: int, *, seed: int | None, prompt: str, max_new_tokens: int, temperature: float,
+                top_k: int | None, top_p: float | None) -> list[str]:
         """`n` texts, each the prompt followed by its sampled continuation (`genzoo sample --prompt`)."""
-        n = self._check_n(n)
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         texts = self.generate([prompt] * n, max_new_tokens, temperature, top_k, top_p, seed=seed)
         return [prompt + t for t in texts]
 
@@ -523,12 +534,11 @@ class GPT(GenerativeModel):
         return {**tokenizer_files(self.tokenizer, self.n_positions),
                 "generation_config.json": (json.dumps(generation, indent=2) + "\n").encode()}
 
-    def load_extra_files(self, folder: Path) -> None:
+    def load_extra_files(self, files: dict[str, bytes]) -> None:
         from tokenizers import Tokenizer
 
-        path = Path(folder) / "tokenizer.json"
-        if path.is_file():
-            self.set_tokenizer(Tokenizer.from_file(str(path)))
+        if "tokenizer.json" in files:
+            self.set_tokenizer(Tokenizer.from_str(files["tokenizer.json"].decode("utf-8")))
 
 
 class _Decoder:

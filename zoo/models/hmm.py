@@ -8,6 +8,7 @@ Example::
 
     hmm = zoo.load("hmm-shakespeare-char")
     hmm.sample(2, seed=0, length=80)          # two strings of 80 characters
+    text, states = hmm.sample_with_states(1, seed=0, length=80)   # and the hidden state of each character
     hmm.log_prob(["To be, or not to be"])     # (1,) nats
     hmm.nll_per_char("To be, or not to be")   # nats per character
 """
@@ -20,7 +21,9 @@ import torch
 from torch import Tensor
 
 from zoo.layers.hmm import HiddenMarkovModel
+from zoo.models import contract
 from zoo.models.base import GenerativeModel
+from zoo.models.contract import Option, PerInstance
 
 
 class HMM(GenerativeModel):
@@ -35,6 +38,10 @@ class HMM(GenerativeModel):
     """
 
     family = "hmm"
+    outputs = PerInstance("text", lambda hmm: "text" if hmm.vocab else "sequences")  # strings with a vocabulary
+    #: the most steps of one sampled sequence (n * length values are drawn at once)
+    max_length = 100_000
+    sample_options = (Option("length", int, 200, low=1, high="max_length", help="steps (characters) per sequence"),)
 
     def __init__(self, n_states: int = 16, emission: str = "categorical", n_features: int | None = None,
                  n_symbols: int | None = None, covariance_type: str = "diag", n_mix: int = 1,
@@ -48,10 +55,28 @@ class HMM(GenerativeModel):
             n_symbols = len(vocab)
         super().__init__(n_states=n_states, emission=emission, n_features=n_features, n_symbols=n_symbols,
                          covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar, vocab=vocab)
-        self.hmm = HiddenMarkovModel(n_states, emission, n_features=n_features, n_symbols=n_symbols,
-                                     covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar)
         self.vocab = vocab
         self._index = {c: i for i, c in enumerate(vocab)} if vocab else {}
+        if self.pending:
+            return
+        self.hmm = HiddenMarkovModel(n_states, emission, n_features=n_features, n_symbols=n_symbols,
+                                     covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar)
+
+    @property
+    def pending(self) -> bool:
+        """Categorical emissions need n_symbols (or a vocab), Gaussian ones n_features: else from the data."""
+        a = self.init_args
+        return a["n_symbols" if a["emission"] == "categorical" else "n_features"] is None
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        if init_args.get("emission", "categorical") == "categorical":
+            if spec.vocab is None:
+                raise ValueError(f"a categorical HMM reads symbol sequences with a vocabulary; {spec.name!r} has none")
+            return {"vocab": spec.vocab, "n_symbols": len(spec.vocab)}
+        if spec.n_features is None:
+            raise ValueError(f"a Gaussian HMM reads sequences of vectors; {spec.name!r} gives no n_features")
+        return {"n_features": spec.n_features}
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -96,14 +121,19 @@ class HMM(GenerativeModel):
         """-log p(text) / len(text) in nats, the whole text as one sequence."""
         return -self.log_prob(text).item() / max(len(text), 1)
 
-    def sample(self, n: int, *, seed: int | None = None, length: int = 200, return_states: bool = False) -> Any:
-        """n sequences of `length` steps: strings when the model has a vocabulary, else observations
-        (n, length, D) (categorical: (n, length) symbols); with ``return_states`` also the hidden states (n, length)."""
-        self._check_n(n)
-        self._generator(seed)  # validates seed
+    def _sample(self, n: int, *, seed: int | None, length: int) -> list[str] | Tensor:
+        """n sequences of `length` steps: strings when the model has a vocabulary, else one tensor of
+        observations (n, length, D) (categorical: (n, length) symbols)."""
+        return self.sample_with_states(n, seed=seed, length=length)[0]
+
+    def sample_with_states(self, n: int, *, seed: int | None = None,
+                           **options: Any) -> tuple[list[str] | Tensor, Tensor]:
+        """``sample``'s sequences (the same for the same seed) and the hidden states (n, length) that emitted them."""
+        n = self._check_n(n)
+        self._generator(seed)  # checks the seed
+        length = contract.check_options(self, "sample_with_states", options, self.sample_options)["length"]
         x, states = self.hmm.sample(n, length, seed=seed)
-        out = [self.decode(row) for row in x] if self.vocab else x
-        return (out, states) if return_states else out
+        return ([self.decode(row) for row in x] if self.vocab else x), states
 
     @torch.no_grad()
     def viterbi(self, x: Any, lengths: Any = None) -> tuple[Tensor, Tensor]:

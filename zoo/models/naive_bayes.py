@@ -21,8 +21,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from zoo.checks import check_int
 from zoo.layers import naive_bayes as layers
 from zoo.models.base import GenerativeModel
+from zoo.models.contract import LABELS
 
 KINDS = ("gaussian", "multinomial", "bernoulli", "categorical")
 
@@ -40,24 +42,41 @@ class NaiveBayes(GenerativeModel):
     """
 
     family = "nb"
+    outputs = "images"
+    conditions = (LABELS,)
 
-    def __init__(self, kind: str = "gaussian", num_classes: int = 10, image_shape: Sequence[int] = (1, 8, 8),
-                 levels: int = 17, var_smoothing: float = 1e-9, alpha: float = 1.0):
+    data_sizes = ("num_classes", "image_shape", "levels")
+
+    def __init__(self, kind: str = "gaussian", num_classes: int | None = None, image_shape: Sequence[int] | None = None,
+                 levels: int | None = None, var_smoothing: float = 1e-9, alpha: float = 1.0):
+        """Sizes left None come from the data."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        image_shape = [int(s) for s in image_shape]
-        if not image_shape or min(image_shape) < 1:
-            raise ValueError(f"image_shape must be a list of positive sizes, got {image_shape!r}")
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+        if image_shape is not None:
+            image_shape = [int(s) for s in image_shape]
+            if not image_shape or min(image_shape) < 1:
+                raise ValueError(f"image_shape must be a list of positive sizes, got {image_shape!r}")
+        if num_classes is not None:
+            check_int("num_classes", num_classes, 2, 100_000)
+        if levels is not None:
+            check_int("levels", levels, 2, 1 << 16)
         super().__init__(kind=kind, num_classes=num_classes, image_shape=image_shape, levels=levels,
                          var_smoothing=var_smoothing, alpha=alpha)
         self.kind, self.num_classes, self.image_shape, self.levels = kind, num_classes, image_shape, levels
+        if self.pending:
+            return
         d = math.prod(image_shape)
         self.nb = {"gaussian": lambda: layers.GaussianNaiveBayes(num_classes, d, var_smoothing),
                    "multinomial": lambda: layers.MultinomialNaiveBayes(num_classes, d, alpha),
                    "bernoulli": lambda: layers.BernoulliNaiveBayes(num_classes, d, alpha, binarize=0.5),
                    "categorical": lambda: layers.CategoricalNaiveBayes(num_classes, d, levels, alpha)}[kind]()
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        if spec.kind != "image" or spec.num_classes is None:
+            raise ValueError(f"naive Bayes here classifies labelled images; the data {spec.name!r} is {spec.kind}"
+                             f"{'' if spec.num_classes else ' without classes'}")
+        return {"num_classes": spec.num_classes, "image_shape": list(spec.image_shape), "levels": spec.levels}
 
     def _features(self, x: Tensor) -> Tensor:
         """Images (N, *image_shape) in [0, 1] -> the layer's features (N, D)."""
@@ -70,23 +89,15 @@ class NaiveBayes(GenerativeModel):
             return (x.clamp(0, 1) * (self.levels - 1)).round().long()
         return x.to(self.nb.class_logits.dtype)
 
-    def _labels(self, labels: Any, n: int) -> Tensor | None:
-        if labels is None:
-            return None
-        if isinstance(labels, range):
-            labels = list(labels)
-        return self.nb._check_y(labels, n)
-
     # -- the generative API ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels: Any = None) -> Tensor:
+    def _sample(self, n: int, *, seed: int | None, labels: Tensor | None) -> Tensor:
         """n images (n, *image_shape) in [0, 1] from p(x | y); labels: one class, n classes, or None (p(y))."""
-        n = self._check_n(n)
-        y = self._labels(labels, n)
         if self.kind == "multinomial":  # counts summing to the average total ink of a training image
-            return self._to_images(self.nb.sample(n, y=y, seed=seed, total_count=max(1, round(self._mean_total()))))
-        return self._to_images(self.nb.sample(n, y=y, seed=seed))
+            total = max(1, round(self._mean_total()))
+            return self._to_images(self.nb.sample(n, labels=labels, seed=seed, total_count=total))
+        return self._to_images(self.nb.sample(n, labels=labels, seed=seed))
 
     def _mean_total(self) -> float:
         count = self.nb.class_count.sum().clamp_min(1)
@@ -99,7 +110,8 @@ class NaiveBayes(GenerativeModel):
 
     def log_prob(self, x: Tensor, labels: Any = None) -> Tensor:
         """Joint log p(x, y) per image when labels are given, else the marginal log p(x); nats."""
-        return self.nb.log_prob(self._features(x), self._labels(labels, len(x)))
+        x = self._features(x)
+        return self.nb.log_prob(x, labels=self.check_labels(labels, len(x)))
 
     def predict(self, x: Tensor) -> Tensor:
         return self.nb.predict(self._features(x))

@@ -17,13 +17,15 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.base import GenerativeModel
+from zoo.checks import check_int
+from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
+from zoo.models.contract import ESTIMATE_SEED, LABELS, Option
 
 # -- building blocks ---------------------------------------------------------------------------
 
@@ -65,29 +67,44 @@ class Decoder(nn.Module):
 
 # -- the model ---------------------------------------------------------------------------------
 
+#: importance samples of the IWAE estimate of log p(x) (more: tighter and slower)
+IWAE_K = Option("k", int, 1000, low=1, help="importance samples of the IWAE estimate")
+
 
 class VAE(GenerativeModel):
     """Convolutional VAE with a Gaussian latent and categorical pixels; conditional if `num_classes`."""
 
     family = "vae"
+    outputs = "images"
+    conditions = (LABELS,)
+    log_prob_options = (IWAE_K, ESTIMATE_SEED)
 
-    def __init__(self, image_size: int = 8, channels: int = 1, levels: int = 17, latent_dim: int = 16,
-                 hidden: int = 32, num_classes: int | None = None):
+    data_sizes = ("image_size", "channels", "levels")
+
+    def __init__(self, image_size: int | None = None, channels: int | None = None, levels: int | None = None,
+                 latent_dim: int = 16, hidden: int = 32, num_classes: int | Literal["data"] | None = None):
+        """Sizes left None come from the data (``levels``: 17 for digits' 0..16, 256 for 8-bit images);
+        ``num_classes``: None unconditional, "data" conditional on the data's classes."""
         for name, value, low in [("image_size", image_size, 2), ("channels", channels, 1), ("levels", levels, 2),
                                  ("latent_dim", latent_dim, 1), ("hidden", hidden, 1)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if image_size % 2:
+            if value is not None:
+                check_int(name, value, low, 1 << 16)
+        if image_size is not None and image_size % 2:
             raise ValueError(f"image_size must be even, got {image_size}")
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(f"num_classes must be None (unconditional) or an integer >= 2, got {num_classes!r}")
+        check_num_classes(num_classes)
         super().__init__(image_size=image_size, channels=channels, levels=levels, latent_dim=latent_dim,
                          hidden=hidden, num_classes=num_classes)
         self.image_shape = (channels, image_size, image_size)
         self.levels, self.latent_dim, self.num_classes = levels, latent_dim, num_classes
+        if self.pending:
+            return
         n_cond = num_classes or 0
         self.encoder = Encoder(channels, image_size, hidden, latent_dim, n_cond)
         self.decoder = Decoder(channels, image_size, hidden, latent_dim, n_cond, levels)
+
+    @classmethod
+    def data_args(cls, spec, init_args):
+        return image_data_args(spec, init_args, levels=True)
 
     # -- input checks ----------------------------------------------------------------------
 
@@ -148,13 +165,12 @@ class VAE(GenerativeModel):
         return self.decode(torch.lerp(z0, z1, t), labels)
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels: Any = None) -> Tensor:
+    def _sample(self, n: int, *, seed: int | None, labels: Tensor | None) -> Tensor:
         """`n` images (n, C, H, W) in [0, 1]: z ~ N(0, I), decoded to the mean of p(x|z).
 
         A conditional VAE draws each label uniformly unless `labels` (one int or n ints) is given.
         """
-        n, gen = self._check_n(n), self._generator(seed)
-        labels = self.check_labels(labels, n)
+        gen = self._generator(seed)
         if labels is None and self.num_classes:
             labels = torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
         z = torch.randn(n, self.latent_dim, generator=gen, device=self.device)
@@ -183,8 +199,7 @@ class VAE(GenerativeModel):
         (uniform class prior), so anomaly scores need no labels.
         """
         x = self.check_images(x)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = IWAE_K.check(k, "VAE.log_prob")
         labels = self.check_labels(labels, len(x))
         if labels is None and self.num_classes:  # the same noise for every class: seeded calls add up exactly
             per_class = torch.stack([self._iwae(x, torch.full((len(x),), c, device=x.device), k, self._generator(seed))
@@ -197,7 +212,9 @@ class VAE(GenerativeModel):
         # 3. log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); 4. log p(x) ≈ logsumexp_i log w_i - log k.
         mean, logvar = self.encoder(self._with_label(x, labels))
         std = (0.5 * logvar).exp()
-        chunk = max(1, 4096 // len(x))  # decode at most ~4k images at once
+        # decode at most ~4k images at once, and at most 2^24 pixel logits (64 MB: 32x32 RGB at 256 levels)
+        per_image = len(x) * math.prod(self.image_shape) * self.levels
+        chunk = max(1, min(4096 // len(x), (1 << 24) // per_image))
         log_w = []
         for start in range(0, k, chunk):
             m = min(chunk, k - start)

@@ -8,6 +8,7 @@ needs around it. At the end of ``fit`` the model is written in the Hub layout to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -37,6 +38,19 @@ class GenerativeSystem(L.LightningModule):
             net = pretrained.train()
         self.net = net
 
+    def setup(self, stage: str) -> None:
+        """Fill the model's data-derived sizes from the datamodule's spec, before the optimiser sees the weights."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        spec = getattr(datamodule, "spec", None)
+        if spec is None:
+            self.net._check_built()  # no spec to read sizes from: the net must have them all
+            return
+        fitted = self.net.fit_to_data(spec)
+        if fitted is not self.net:
+            filled = {k: v for k, v in fitted.init_args.items() if self.net.init_args.get(k) != v}
+            rank_zero_info(f"{type(fitted).__name__} sizes from the data ({spec.name}): {filled}")
+            self.net = fitted
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         raise NotImplementedError
 
@@ -54,11 +68,22 @@ class GenerativeSystem(L.LightningModule):
         folder = run_dir(self.trainer) / "pretrained"  # on every rank: trainer.log_dir is a collective under DDP
         if not self.trainer.is_global_zero:
             return
-        datamodule = self.trainer.datamodule
-        if datamodule is not None:
-            cls = type(datamodule)
-            self.net.extra_config["datamodule"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
-                                                   "init_args": {k: v for k, v in datamodule.hparams.items()
-                                                                 if not k.startswith("_")}}
+        self.net.extra_config.update(self.saved_config(self.trainer.datamodule))
         self.net.save_pretrained(folder)
         rank_zero_info(f"Saved the trained model to {folder} (load it with zoo.load({str(folder)!r}))")
+
+    def saved_config(self, datamodule: L.LightningDataModule | None) -> dict[str, Any]:
+        """What config.json records beside the model: this system's hyperparameters and, if registered,
+        the datamodule (by name) that evaluates it."""
+        from zoo.registry import datamodule_name
+
+        hparams = {k: v for k, v in self.hparams.items() if k not in ("net", "init_from") and not k.startswith("_")}
+        out: dict[str, Any] = {"system": {"init_args": hparams}}
+        spec = getattr(datamodule, "spec", None)
+        if spec is not None:
+            out["data_spec"] = spec.to_json()
+        name = datamodule_name(type(datamodule)) if datamodule is not None else None
+        if name is not None:
+            out["datamodule"] = {"name": name, "init_args": {k: v for k, v in datamodule.hparams.items()
+                                                             if not k.startswith("_")}}
+        return out

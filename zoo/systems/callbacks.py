@@ -6,6 +6,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from zoo.images import make_grid
 from zoo.systems.base import run_dir
@@ -48,9 +49,10 @@ class SampleGrid(L.Callback):
 class ImageQuality(L.Callback):
     """Every `every_n_epochs` validation epochs (and the last), log FID, KID and IS of `n` samples against `split`.
 
-    Features come from the packaged ``digits-classifier`` (zoo.metrics); logged as ``{split}/fid``,
-    ``{split}/kid``, ``{split}/is`` and, for class-conditional models, ``{split}/cond_acc``. Samples are
-    drawn as the system's ``metric_sample_kwargs()`` says (e.g. DDIM steps), seeded, the same every time.
+    Features come from the feature extractor the datamodule's spec names (zoo.metrics; none named: the
+    callback says so once and logs nothing); logged as ``{split}/fid``, ``{split}/kid``, ``{split}/is`` and,
+    for class-conditional models, ``{split}/cond_acc``. Samples are drawn as the system's
+    ``metric_sample_kwargs()`` says (e.g. DDIM steps), seeded, the same every time.
     """
 
     def __init__(self, every_n_epochs: int = 10, n: int = 1000, seed: int = 0, split: str = "val"):
@@ -60,15 +62,23 @@ class ImageQuality(L.Callback):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
         self.every_n_epochs, self.n, self.seed, self.split = every_n_epochs, n, seed, split
         self._metrics = None
+        self._extractor: str | None = None
 
-    def _real_metrics(self, trainer: L.Trainer, net):
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        spec = getattr(trainer.datamodule, "spec", None)
+        self._extractor = spec.feature_extractor if spec is not None else None
+        if self._extractor is None:
+            rank_zero_warn(f"ImageQuality: the data ({spec.name if spec else 'no spec'}) names no feature extractor, "
+                           "so no FID/KID/IS is logged")
+
+    def _real_metrics(self, trainer: L.Trainer):
         """The metric object with the real split's features added once (kept across evaluations)."""
         from zoo.metrics import ImageMetrics
 
         if self._metrics is None:
             loader = getattr(trainer.datamodule, f"{self.split}_dataloader")()
             real = torch.cat([batch[0] for batch in loader])  # (N, C, H, W) in [0, 1]
-            self._metrics = ImageMetrics(image_shape=tuple(real.shape[1:]))
+            self._metrics = ImageMetrics(self._extractor, image_shape=tuple(real.shape[1:]))
             self._metrics.update(real, real=True)
         self._metrics.reset_generated()
         return self._metrics
@@ -77,7 +87,8 @@ class ImageQuality(L.Callback):
         from zoo.metrics import conditional_accuracy, generate
 
         epoch = trainer.current_epoch
-        if trainer.sanity_checking or not ((epoch + 1) % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs):
+        if self._extractor is None or trainer.sanity_checking or not (
+                (epoch + 1) % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs):
             return
         net = pl_module.net
         kwargs = pl_module.metric_sample_kwargs() if hasattr(pl_module, "metric_sample_kwargs") else {}
@@ -85,9 +96,9 @@ class ImageQuality(L.Callback):
         net.eval()
         images, labels = generate(net, self.n, self.seed, sample_kwargs=kwargs)  # same on every rank
         net.train(was_training)
-        metrics = self._real_metrics(trainer, net)
+        metrics = self._real_metrics(trainer)
         metrics.update(images, real=False)
         values = metrics.compute(self.seed)
         if labels is not None:
-            values["cond_acc"] = conditional_accuracy(images, labels)
+            values["cond_acc"] = conditional_accuracy(images, labels, self._extractor)
         pl_module.log_dict({f"{self.split}/{k}": v for k, v in values.items()}, sync_dist=False)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from zoo.checks import check_int
 from zoo.models.diffusion import DDPM
 from zoo.systems.base import GenerativeSystem
 
@@ -26,8 +27,7 @@ class DiffusionSystem(GenerativeSystem):
                  metric_steps: int = 10, metric_guidance: float | None = None, init_from: str | None = None):
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-        if metric_steps < 1:
-            raise ValueError(f"metric_steps must be >= 1, got {metric_steps}")
+        check_int("metric_steps", metric_steps, 1, 1000)
         super().__init__(net or DDPM(), init_from)
         self.save_hyperparameters(ignore=["net"])
 

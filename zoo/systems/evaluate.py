@@ -1,12 +1,16 @@
 """``genzoo eval``: a model's metrics on its dataset's test split, computed by its system's test loop.
 
-The numbers are the ones ``genzoo test`` logs during training, from the same code,
-seeded so the stochastic estimates (ELBO, IWAE) repeat exactly.
+The numbers are the ones ``genzoo test`` logs during training, from the same code, with the
+system's saved hyperparameters, seeded so the stochastic estimates (ELBO, IWAE) repeat exactly.
 
-Image generators (the families in ``IMAGE_FAMILIES``) also get FID, KID and the Inception Score
+Image generators (models whose declared output is images) also get FID, KID and the Inception Score
 of ``N_GENERATED`` seeded samples against the split (``fid``, ``kid``, ``is``; ``cond_acc`` for
 class-conditional models), next to the real-data floor (``floor_fid``, ``floor_kid``, ``floor_is``:
-the training images scored the same way). Features: the packaged digits-classifier (zoo.metrics).
+the training images scored the same way), with the feature extractor the data's spec names (none named:
+no image metrics).
+
+The datamodule comes from config.json (a registered name with checked arguments, never a path or a
+model to load: a folder is untrusted input), or from the caller (``datamodule=``: your own data).
 """
 
 from __future__ import annotations
@@ -17,40 +21,70 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from zoo.registry import SYSTEMS, import_object, load
+from zoo.checks import check_args
+from zoo.data.spec import DataSpec
+from zoo.hub import CheckpointError
+from zoo.registry import datamodule_class, load, system_class
+
+#: generated samples behind every FID/KID/IS number of `genzoo eval` and the model cards
+N_GENERATED = 2000
 
 
-def build_datamodule(spec: dict[str, Any]) -> L.LightningDataModule:
-    """A datamodule from a {"class_path": "pkg.mod.Class", "init_args": {...}} spec (as saved in config.json)."""
-    return import_object(spec["class_path"])(**spec.get("init_args", {}))
+def build_datamodule(entry: dict[str, Any], source: Any = "config.json") -> L.LightningDataModule:
+    """The registered datamodule that config.json's ``{"name", "init_args"}`` names, for evaluation: its
+    arguments checked against the class's signature, and refused where they would read a file or load a model."""
+    try:
+        cls = datamodule_class(entry["name"])
+        args = check_args(cls.__init__, dict(entry.get("init_args", {})), "datamodule.init_args")
+        return cls.for_evaluation(**args)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: {e}") from None
 
 
-def evaluate(name_or_path: str, split: str = "test", seed: int = 0) -> dict[str, float]:
-    """Metrics of a model on the `split` ("val" or "test") of the datamodule recorded in its config.json."""
+def build_system(model, source: Any = "config.json") -> L.LightningModule:
+    """The model's system, with the hyperparameters it was trained with (checked like init args)."""
+    cls = system_class(model.family)
+    hparams = dict(model.extra_config.get("system", {}).get("init_args", {}))
+    try:
+        check_args(cls.__init__, hparams, "system.init_args")
+        return cls(net=model, **{k: v for k, v in hparams.items() if k not in ("net", "init_from")})
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: {e}") from None
+
+
+def evaluate(name_or_path: str, split: str = "test", seed: int = 0,
+             datamodule: L.LightningDataModule | None = None) -> dict[str, float]:
+    """Metrics of a model on the `split` ("val" or "test") of `datamodule`, by default the one its config.json records."""
+    return evaluation(name_or_path, split, seed, datamodule)[0]
+
+
+def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
+               datamodule: L.LightningDataModule | None = None) -> tuple[dict[str, float], DataSpec | None]:
+    """``evaluate``'s metrics, and the spec of the data they were measured on (its feature extractor, its name)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     model = load(name_or_path)
-    spec = model.extra_config.get("datamodule")
-    if spec is None:
-        raise ValueError(f"{name_or_path} records no datamodule in its config.json; evaluate it with "
-                         "genzoo test --config RECIPE --model.init_from ...")
-    system = import_object(SYSTEMS[model.family])(net=model)
+    source = f"{name_or_path}/config.json"
+    if datamodule is None:
+        entry = model.extra_config.get("datamodule")
+        if entry is None:
+            raise ValueError(f"{name_or_path} records no registered datamodule in its config.json; evaluate it on "
+                             "your data with zoo.systems.evaluate.evaluate(..., datamodule=...) or genzoo test "
+                             "--config RECIPE --model.init_from ...")
+        datamodule = build_datamodule(entry, source)
+    system = build_system(model, source)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     L.seed_everything(seed, verbose=False)
     run = trainer.test if split == "test" else trainer.validate
-    datamodule = build_datamodule(spec)
     (results,) = run(system, datamodule=datamodule, verbose=False)
     metrics = {key.split("/", 1)[1]: float(value) for key, value in sorted(results.items())}
-    if model.family in IMAGE_FAMILIES:
-        metrics.update(image_metrics(system, datamodule, split, seed))
-    return metrics
-
-
-#: families whose samples are images scored by FID/KID/IS
-IMAGE_FAMILIES = ("vae", "gan", "diffusion")
-#: generated samples behind every FID/KID/IS number of `genzoo eval` and the model cards
-N_GENERATED = 2000
+    spec = getattr(datamodule, "spec", None)
+    if spec is None and "data_spec" in model.extra_config:
+        spec = DataSpec.from_json(model.extra_config["data_spec"])
+    if model.outputs == "images" and spec is not None and spec.feature_extractor is not None:
+        metrics.update(image_metrics(system, datamodule, spec.feature_extractor, split, seed))
+    return metrics, spec
 
 
 def _images(loader: DataLoader) -> torch.Tensor:
@@ -58,7 +92,8 @@ def _images(loader: DataLoader) -> torch.Tensor:
     return torch.cat([batch[0] for batch in DataLoader(loader.dataset, batch_size=500, shuffle=False)])
 
 
-def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, split: str, seed: int) -> dict[str, float]:
+def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, extractor: str, split: str,
+                  seed: int) -> dict[str, float]:
     """FID/KID/IS (+ cond_acc) of N_GENERATED samples against `split`, and the real-data floor (floor_*)."""
     from zoo.metrics import generator_metrics, real_data_floor
 
@@ -66,6 +101,6 @@ def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, 
     train = _images(datamodule.train_dataloader())
     kwargs = system.metric_sample_kwargs() if hasattr(system, "metric_sample_kwargs") else {}
     system.net.eval()
-    out = generator_metrics(system.net, real, n=N_GENERATED, seed=seed, sample_kwargs=kwargs)
-    out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, seed=seed).items()})
+    out = generator_metrics(system.net, real, extractor, n=N_GENERATED, seed=seed, sample_kwargs=kwargs)
+    out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, extractor, seed=seed).items()})
     return dict(sorted(out.items()))

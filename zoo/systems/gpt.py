@@ -12,9 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.text import Perplexity
 
+from zoo.checks import check_int
 from zoo.models.gpt import GPT
 from zoo.systems.base import GenerativeSystem, run_dir
 
@@ -57,26 +57,22 @@ class GPTSystem(GenerativeSystem):
                  init_from: str | None = None):
         if not 0 < min_lr <= lr:
             raise ValueError(f"lr and min_lr must satisfy 0 < min_lr <= lr, got lr={lr}, min_lr={min_lr}")
-        if warmup_steps < 0 or sample_tokens < 0:
-            raise ValueError(f"warmup_steps and sample_tokens must be >= 0, got {warmup_steps}, {sample_tokens}")
+        check_int("warmup_steps", warmup_steps, 0)
+        check_int("sample_tokens", sample_tokens, 0, GPT.max_new_tokens_cap)
         super().__init__(net or GPT(), init_from)
         self.save_hyperparameters(ignore=["net"])
         self.val_perplexity = Perplexity()
         self.test_perplexity = Perplexity()
 
     def setup(self, stage: str) -> None:
-        """Agree on one tokenizer with the datamodule (if it has one) before the optimiser sees the weights."""
+        """Agree on one tokenizer with the datamodule (if it has one) before the optimiser sees the weights:
+        a pretrained net's vocabulary is fixed, a fresh one takes the datamodule's (vocab_size from its spec)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "tokenizer"):
-            return
-        if self.net.tokenizer is not None:  # pretrained: its vocabulary is fixed
+        if dm is not None and hasattr(dm, "tokenizer") and self.net.tokenizer is not None:
             dm.set_tokenizer(self.net.tokenizer)
-            return
-        tok = dm.tokenizer
-        if self.net.vocab_size is None:
-            self.net = self.net.with_vocab_size(tok.get_vocab_size())
-            rank_zero_info(f"GPT vocab_size set to {tok.get_vocab_size()} from the datamodule's tokenizer")
-        self.net.set_tokenizer(tok)
+        super().setup(stage)
+        if dm is not None and hasattr(dm, "tokenizer") and self.net.tokenizer is None:
+            self.net.set_tokenizer(dm.tokenizer)
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch  # (B, T) each

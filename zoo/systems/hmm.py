@@ -20,23 +20,18 @@ from zoo.systems.em import EMSystem
 class HMMSystem(EMSystem):
     """Baum-Welch for ``zoo.models.hmm.HMM`` on ``(x, lengths)`` batches; DDP sums the statistics.
 
-    A datamodule with a ``vocab`` (CharSequenceDataModule) hands it to a categorical HMM at setup,
-    so the saved model reads and writes text.
+    A datamodule whose spec has a ``vocab`` (CharSequenceDataModule) hands it to a categorical HMM at setup
+    (n_symbols too), so the saved model reads and writes text.
 
     Args:
-        net: the HMM to train (default: 32 states over the 65 characters of tinyshakespeare).
+        net: the HMM to train (default: 32 states over the data's characters).
         init_samples: training sequences (in dataset order) the initialisation sees.
         init_from: a pretrained name or folder to continue from.
     """
 
     def __init__(self, net: HMM | None = None, init_samples: int = 100_000, init_from: str | None = None):
-        super().__init__(net if net is not None or init_from else HMM(32, "categorical", n_symbols=65),
+        super().__init__(net if net is not None or init_from else HMM(32, "categorical"),
                          init_samples, init_from)
-
-    def setup(self, stage: str) -> None:
-        vocab = getattr(self.trainer.datamodule, "vocab", None) if self.trainer is not None else None
-        if vocab and self.net.vocab != vocab:
-            self.net.set_vocab(vocab)
 
     def _inputs(self, batch: Any) -> tuple:
         x, lengths = batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from zoo.checks import check_int
 from zoo.models.vae import VAE
 from zoo.systems.base import GenerativeSystem
 
@@ -24,6 +25,7 @@ class VAESystem(GenerativeSystem):
                  iwae_k: int = 1000, init_from: str | None = None):
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        check_int("iwae_k", iwae_k, 1, 100_000)  # importance samples per test image: a cap on evaluation time
         super().__init__(net or VAE(), init_from)
         self.save_hyperparameters(ignore=["net"])
 

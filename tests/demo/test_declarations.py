@@ -1,0 +1,39 @@
+"""The demo decides what each tab offers from the models' declared contract, not from family names."""
+
+import pytest
+
+from zoo.cli import load_demo
+from zoo.registry import list_models, load
+
+app = load_demo()
+
+
+def test_tabs_list_the_models_whose_declarations_they_need():
+    images = app.models_where(app.makes_images)
+    assert images == [n for n in list_models() if load(n).outputs == "images"]
+    assert {"cvae-digits", "ddpm-digits", "dcgan-digits", "gmm-digits", "nb-digits"} <= set(images)
+    assert "digits-classifier" not in images  # it outputs labels
+    assert app.models_where(app.walks) == ["cvae-digits", "dcgan-digits", "vae-digits"]
+    assert app.models_where(app.continues_prompts) == ["gpt-shakespeare-char"]
+    assert app.models_where(app.shows_states) == ["hmm-shakespeare-char"]
+    assert set(app.models_where(app.scores_images)) == {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits"}
+    assert app.models_where(app.classifies_images) == ["nb-digits"]
+
+
+@pytest.mark.parametrize("name, visible", [
+    ("ddpm-digits", [True, True, True, True]),  # labels, steps, guidance, sampler: all declared
+    ("cvae-digits", [True, False, False, False]),
+    ("vae-digits", [False, False, False, False]),
+    ("gmm-digits", [False, False, False, False]),
+])
+def test_image_controls_show_what_the_model_takes(name, visible):
+    assert [update["visible"] for update in app.image_controls(name)] == visible
+
+
+def test_anomaly_scores_pass_only_the_declared_estimator_settings():
+    from zoo.data.digits import digits_split
+
+    x = digits_split("test")[0][:4]
+    for name in ("vae-digits", "gmm-digits", "nb-digits"):  # k and seed, seed only, neither
+        scores = app.anomaly_scores(app.model(name), x)
+        assert scores.shape == (4,) and (scores == app.anomaly_scores(app.model(name), x)).all()
