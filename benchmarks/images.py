@@ -111,7 +111,7 @@ def quality_rows(n: int) -> list[dict]:
     import zoo
     from zoo.data.digits import SPEC, digits_split
     from zoo.metrics import generator_metrics, real_data_floor
-    from zoo.systems.evaluate import build_system
+    from zoo.evaluate import build_system
 
     real, train = digits_split("test")[0], digits_split("train")[0]
     extractor = SPEC.feature_extractor

@@ -146,7 +146,7 @@ def previous_row(card_path: Path, row: str) -> str | None:
 
 def image_notes(model, metrics: dict[str, float]) -> str:
     from zoo.metrics import load_extractor
-    from zoo.systems.evaluate import N_GENERATED, build_system
+    from zoo.evaluate import N_GENERATED, build_system
 
     system = build_system(model)
     kwargs = system.metric_sample_kwargs() if hasattr(system, "metric_sample_kwargs") else {}
@@ -201,9 +201,9 @@ def recipe_model_args(name: str) -> dict:
 
 
 def write_card(name: str, target: Path, train_time: str, hardware: str) -> dict[str, float]:
+    import zoo
     from zoo import hub
-    from zoo.models.base import GenerativeModel
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     family, dataset_key, description = describe(name)
     metrics = evaluate(str(target), split="test", seed=0)

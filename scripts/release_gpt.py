@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoo import hub
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     run, train_time = (args.run, args.train_time or "not measured") if args.run else train_timed(args.threads)
     target = ROOT / "zoo" / "pretrained" / NAME

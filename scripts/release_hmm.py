@@ -167,7 +167,7 @@ def ours(n_iter: int | None = None) -> None:
 
 def release(run: Path | None, train_time: str | None) -> None:
     from zoo import hub
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     if run is None:
         run, seconds = train(NAME)

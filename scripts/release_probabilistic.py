@@ -135,7 +135,7 @@ def main() -> None:
 
     from zoo import hub
     from zoo.registry import FAMILIES
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     if args.run:
         run, train_time = args.run, args.train_time or "not measured"

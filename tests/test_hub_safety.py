@@ -65,7 +65,7 @@ def test_format_1_datamodule_class_paths_become_registered_names(saved):
     ({"walk": "/"}, "unknown arguments"),
 ])
 def test_evaluation_never_reads_a_path_or_loads_a_model_named_by_the_folder(tmp_path, init_args, match):
-    from zoo.systems.evaluate import build_datamodule
+    from zoo.evaluate import build_datamodule
 
     entry = {"name": "text", "init_args": init_args}
     if match is None:
@@ -76,7 +76,7 @@ def test_evaluation_never_reads_a_path_or_loads_a_model_named_by_the_folder(tmp_
 
 
 def test_system_hyperparameters_are_saved_and_checked(saved):
-    from zoo.systems.evaluate import build_system
+    from zoo.evaluate import build_system
 
     edit_config(saved, system={"init_args": {"iwae_k": 10, "beta": 2.0}})
     system = build_system(zoo.load(str(saved)))
@@ -222,7 +222,7 @@ def test_saved_files_are_mode_0644(saved):
 
 
 def _tiny_gpt():
-    from zoo.data.tokenizers import char_tokenizer
+    from zoo.tokenizers import char_tokenizer
     from zoo.models.gpt import GPT
 
     torch.manual_seed(0)

@@ -75,7 +75,7 @@ def test_every_pretrained_name_loads_samples_and_round_trips(name, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_reproduces_the_model_card(name):
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     card = PRETRAINED[name].card_metrics()
     measured = evaluate(name)

@@ -155,7 +155,7 @@ def on_device(model, device: str):
 def cmd_eval(args: argparse.Namespace) -> None:
     import logging
 
-    from zoo.systems.evaluate import N_GENERATED, evaluation
+    from zoo.evaluate import N_GENERATED, evaluation
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no Trainer banners around the table
 

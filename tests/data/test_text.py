@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from zoo.data.text import ConsecutiveBlocks, RandomBlocks, TextDataModule, read_text, split_text
-from zoo.data.tokenizers import UNK, bpe_tokenizer, char_tokenizer, start_id, tokenizer_config
+from zoo.tokenizers import UNK, bpe_tokenizer, char_tokenizer, start_id, tokenizer_config
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20
 

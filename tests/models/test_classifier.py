@@ -56,7 +56,7 @@ def test_eval_reproduces_the_packaged_card():
     from importlib import resources
 
     from zoo import hub
-    from zoo.systems.evaluate import evaluate
+    from zoo.evaluate import evaluate
 
     folder = str(resources.files("zoo") / "pretrained" / "digits-classifier")
     card = hub.card_metrics(hub.read_card(folder))

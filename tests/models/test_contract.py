@@ -5,7 +5,7 @@ import inspect
 import pytest
 import torch
 
-from zoo.data.tokenizers import char_tokenizer
+from zoo.tokenizers import char_tokenizer
 from zoo.models.base import GenerativeModel
 from zoo.models.contract import LABELS_TYPE, OUTPUTS, Option
 from zoo.registry import FAMILIES, create

@@ -127,8 +127,6 @@ def test_bad_config(kwargs, message):
 
 
 def test_save_load_round_trip(ddpm, tmp_path):
-    from zoo.models.base import GenerativeModel
-
     ddpm.save_pretrained(tmp_path)
     loaded = zoo.load(tmp_path)
     assert loaded.init_args["schedule"] == {"kind": "cosine", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02}

@@ -101,8 +101,6 @@ def test_unconditional_refuses_labels_and_bad_config():
 
 
 def test_save_load_round_trip(gan, tmp_path):
-    from zoo.models.base import GenerativeModel
-
     gan.save_pretrained(tmp_path)
     loaded = zoo.load(tmp_path)
     assert isinstance(loaded, GAN) and torch.equal(loaded.sample(3, seed=0), gan.sample(3, seed=0))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo.data.tokenizers import char_tokenizer
+from zoo.tokenizers import char_tokenizer
 from zoo.models.gpt import GPT, _Decoder, _GumbelNoise, pick
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 4

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from zoo.data.spec import DataSpec
-from zoo.data.tokenizers import KINDS, build_tokenizer
+from zoo.tokenizers import KINDS, build_tokenizer
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Image building blocks (plain torch): a small UNet with time and class embeddings, and an EMA helper.
+"""Image building blocks (plain torch): a small UNet with time and class embeddings.
 
 The UNet follows DDPM's (Ho et al. 2020) in miniature: residual blocks with GroupNorm and
 SiLU, the timestep's sinusoidal embedding added inside every block, one down/up-sampling
@@ -100,11 +100,3 @@ class UNet(nn.Module):
             h = upsample(block(torch.cat([h, skips.pop()], dim=1), emb))
         return self.out(h)
 
-
-@torch.no_grad()
-def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
-    """target <- decay * target + (1 - decay) * source, parameter by parameter; buffers are copied."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s.detach(), 1.0 - decay)
-    for t, s in zip(target.buffers(), source.buffers()):
-        t.copy_(s)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from zoo import hub
-from zoo.checks import check_args, check_int
+from zoo.checks import check_args
 from zoo.models import contract
 from zoo.models.contract import Option
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.checks import check_int
-from zoo.layers.unet import UNet, ema_update
+from zoo.layers.ema import ema_update
+from zoo.layers.unet import UNet
 from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
 from zoo.models.contract import LABELS, Option
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.checks import check_int
-from zoo.layers.unet import ema_update
+from zoo.layers.ema import ema_update
 from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
 from zoo.models.contract import LABELS
 

@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -309,7 +308,7 @@ class GPT(GenerativeModel):
 
     def encode(self, text: str, name: str = "prompt") -> list[int]:
         """Token ids of `text`; the empty text is the start token (a newline)."""
-        from zoo.data.tokenizers import start_id
+        from zoo.tokenizers import start_id
 
         if not isinstance(text, str):
             raise ValueError(f"{name} must be a str, got {type(text).__name__}")
@@ -507,7 +506,7 @@ class GPT(GenerativeModel):
 
     def derived_config(self) -> dict[str, Any]:
         """LlamaConfig's fields (transformers keeps genzoo's own keys as extra attributes)."""
-        from zoo.data.tokenizers import start_id
+        from zoo.tokenizers import start_id
 
         start = start_id(self.tokenizer) if self.tokenizer is not None else None
         a = self.init_args
@@ -524,7 +523,7 @@ class GPT(GenerativeModel):
     def extra_files(self) -> dict[str, bytes]:
         import json
 
-        from zoo.data.tokenizers import tokenizer_files
+        from zoo.tokenizers import tokenizer_files
 
         if self.tokenizer is None:
             return {}

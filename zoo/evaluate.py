@@ -69,7 +69,7 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
         entry = model.extra_config.get("datamodule")
         if entry is None:
             raise ValueError(f"{name_or_path} records no registered datamodule in its config.json; evaluate it on "
-                             "your data with zoo.systems.evaluate.evaluate(..., datamodule=...) or genzoo test "
+                             "your data with zoo.evaluate.evaluate(..., datamodule=...) or genzoo test "
                              "--config RECIPE --model.init_from ...")
         datamodule = build_datamodule(entry, source)
     system = build_system(model, source)
