@@ -182,11 +182,17 @@ def datamodule_name(cls: type) -> str | None:
     return next((name for name, p in DATAMODULES.items() if p == path), None)
 
 
-def create(family: str, **hparams: Any):
-    """An untrained model of `family` (``"vae"``, ...) built from its hyperparameters."""
+def create(family: str, *, data: Any = None, **hparams: Any):
+    """An untrained model of `family` (``"vae"``, ...) built from its hyperparameters. Sizes that come from
+    the data are filled from `data`: a registered datamodule's name (``"digits"``) or a ``DataSpec``;
+    without it they stay unset (the system fills them at setup) unless `hparams` give them."""
     if family not in FAMILIES:
         raise ValueError(_unknown("family", family, FAMILIES))
-    return import_object(FAMILIES[family].model)(**hparams)
+    model = import_object(FAMILIES[family].model)(**hparams)
+    if data is None:
+        return model
+    spec = datamodule_class(data)().spec if isinstance(data, str) else data
+    return model.fit_to_data(spec)
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None):
