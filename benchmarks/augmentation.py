@@ -35,6 +35,7 @@ def test_accuracy(train_per_class: int | None, synthetic: str | None, per_class:
     """Test accuracy of the recipe's classifier after `steps` steps on this training set."""
     import lightning as L
 
+    import zoo
     from zoo.data.digits import DigitsDataModule
     from zoo.models.classifier import DigitsClassifier
     from zoo.systems.classifier import ClassifierSystem
@@ -42,6 +43,8 @@ def test_accuracy(train_per_class: int | None, synthetic: str | None, per_class:
     L.seed_everything(seed, verbose=False)
     dm = DigitsDataModule(train_per_class=train_per_class, synthetic=synthetic, synthetic_per_class=per_class,
                           synthetic_seed=seed)
+    if synthetic is not None:
+        dm.provide_synthetic(zoo.load(synthetic))
     system = ClassifierSystem(DigitsClassifier(hidden=32, num_features=64, dropout=0.2))
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -29,6 +29,15 @@ def run_lightning(argv: list[str]) -> None:
     from zoo.systems.base import GenerativeSystem
 
     class ZooCLI(LightningCLI):
+        def instantiate_classes(self) -> None:
+            """As LightningCLI, then hand the datamodule the model its `synthetic` names (it never loads one)."""
+            super().instantiate_classes()
+            name = getattr(self.datamodule, "hparams", {}).get("synthetic")
+            if name and hasattr(self.datamodule, "provide_synthetic"):
+                from zoo.registry import load
+
+                self.datamodule.provide_synthetic(load(name))
+
         def _instantiate_trainer(self, config, callbacks):
             if config.get("logger") in (None, True):  # CSV always, TensorBoard too when installed
                 config["logger"] = default_loggers(config.get("default_root_dir") or "runs")

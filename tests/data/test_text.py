@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import zoo
 from zoo.data.text import ConsecutiveBlocks, RandomBlocks, TextDataModule, read_text, split_text
 from zoo.tokenizers import UNK, bpe_tokenizer, char_tokenizer, start_id, tokenizer_config
 
@@ -95,3 +96,15 @@ def test_block_datasets():
     assert len(ConsecutiveBlocks(data, 3)) == 3 and torch.equal(ConsecutiveBlocks(data, 3)[2][1], torch.tensor([7, 8, 9]))
     x, y = next(iter(RandomBlocks(data, 4, 2, 1)))
     assert x.shape == (2, 4) and torch.equal(y, x + 1)
+
+
+def test_a_pretrained_models_tokenizer_is_read_without_loading_the_model(tmp_path):
+    from zoo.data.text import TextDataModule
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("ROMEO: hello there, my friend.\n" * 20)
+    dm = TextDataModule(str(corpus), tokenizer="gpt-shakespeare-char", block_size=8)
+    assert dm.tokenizer.get_vocab() == zoo.load("gpt-shakespeare-char").tokenizer.get_vocab()
+    assert dm.spec.vocab_size == 66
+    with pytest.raises(ValueError, match="'vae-digits': that model saved no tokenizer"):
+        TextDataModule(str(corpus), tokenizer="vae-digits").tokenizer

@@ -5,7 +5,9 @@ then the first 1,257 for train, the next 270 for validation and the last 270 for
 test. Pixels are scaled to [0, 1] as value / 16, so each pixel takes one of 17 levels.
 
 Data augmentation with a generative model: ``DigitsDataModule(synthetic="ddpm-digits")`` adds
-``synthetic_per_class`` samples of each digit from a class-conditional model to the training split
+``synthetic_per_class`` samples of each digit from a class-conditional model to the training split. The
+datamodule receives that model (``provide_synthetic(zoo.load(name))``; ``genzoo fit`` hands it over) rather
+than loading it
 (validation and test stay real), and ``train_per_class`` keeps only the first k real training images of
 each digit, to study a small labelled set. From a recipe::
 
@@ -62,8 +64,9 @@ class DigitsDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, train_per_class: int | None = None,
                  synthetic: str | None = None, synthetic_per_class: int = 100, synthetic_seed: int = 0):
         """`train_per_class`: keep the first k training images of each digit (None: all 1,257); `synthetic`:
-        a class-conditional model (name or folder) whose `synthetic_per_class` samples of each digit, drawn
-        with `synthetic_seed`, join the training split."""
+        the name (or folder) of a class-conditional model whose `synthetic_per_class` samples of each digit,
+        drawn with `synthetic_seed`, join the training split; the model itself comes in through
+        ``provide_synthetic``."""
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -72,6 +75,14 @@ class DigitsDataModule(L.LightningDataModule):
             raise ValueError(f"train_per_class must be None or a positive integer, got {train_per_class!r}")
         self.save_hyperparameters()
         self.datasets: dict[str, TensorDataset] = {}
+        self.synthetic_model = None
+
+    def provide_synthetic(self, model) -> None:
+        """Hand over the model `synthetic` names (a data module receives models, it does not load them)."""
+        if model.num_classes != self.spec.num_classes:
+            raise ValueError(f"synthetic must be a model conditional on the {self.spec.num_classes} digits; "
+                             f"{self.hparams.synthetic!r} has num_classes={model.num_classes}")
+        self.synthetic_model = model
 
     @classmethod
     def for_evaluation(cls, **saved_args) -> "DigitsDataModule":
@@ -96,12 +107,10 @@ class DigitsDataModule(L.LightningDataModule):
             images, labels = images[keep], labels[keep]
         if h.synthetic is None:
             return images, labels
-        import zoo
-
-        model = zoo.load(h.synthetic)
-        if model.num_classes != self.spec.num_classes:
-            raise ValueError(f"synthetic must be a model conditional on the {self.spec.num_classes} digits; "
-                             f"{h.synthetic!r} has num_classes={model.num_classes}")
+        model = self.synthetic_model
+        if model is None:
+            raise ValueError(f"synthetic={h.synthetic!r} names a model: hand it over with "
+                             f"provide_synthetic(zoo.load({h.synthetic!r})) (genzoo fit does this)")
         fake, fake_labels = model.labelled_samples(h.synthetic_per_class, seed=h.synthetic_seed)
         if fake.shape[1:] != images.shape[1:]:
             raise ValueError(f"synthetic model {h.synthetic!r} makes images of shape {tuple(fake.shape[1:])}, "

@@ -63,6 +63,24 @@ def resolve_corpus(name_or_path: str | os.PathLike) -> Path:
     return _download(corpus, candidates[-1])
 
 
+def saved_tokenizer(name_or_folder: str):
+    """The tokenizer.json a model saved (a pretrained name, a folder or a Hub repo), read without loading the
+    model: a data module never loads models."""
+    from tokenizers import Tokenizer
+
+    from zoo import hub
+    from zoo.registry import PRETRAINED
+
+    info = PRETRAINED.get(name_or_folder)
+    try:
+        checkpoint = hub.fetch(info.packaged if info is not None and info.packaged else name_or_folder)
+        return Tokenizer.from_str(checkpoint.extra_files["tokenizer.json"].decode("utf-8"))
+    except KeyError:
+        raise ValueError(f"tokenizer={name_or_folder!r}: that model saved no tokenizer") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"tokenizer must be one of {KINDS} or a model name/folder, got {name_or_folder!r} ({e})") from None
+
+
 def check_named_corpus(corpus: str) -> str:
     """A corpus a saved config.json may name: a named one, never a path (a folder is untrusted input)."""
     if corpus not in CORPORA:
@@ -231,14 +249,7 @@ class TextDataModule(L.LightningDataModule):
             if spec in KINDS:
                 self._tokenizer = build_tokenizer(spec, self.texts["train"], self.hparams.vocab_size)
             else:
-                from zoo.registry import load
-
-                try:
-                    self._tokenizer = load(spec).tokenizer
-                except ValueError as e:
-                    raise ValueError(f"tokenizer must be one of {KINDS} or a model name/folder, got {spec!r} ({e})") from None
-                if self._tokenizer is None:
-                    raise ValueError(f"tokenizer={spec!r}: that model has no tokenizer")
+                self._tokenizer = saved_tokenizer(spec)
         return self._tokenizer
 
     @property
