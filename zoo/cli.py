@@ -94,12 +94,14 @@ def cmd_list(args: argparse.Namespace) -> None:
     if args.markdown:
         print(markdown_table())
         return
-    rows = [PRETRAINED[n] for n in list_models(args.pattern)]
+    rows = [PRETRAINED[n] for n in list_models(args.pattern, task=args.task)]
     if args.json:
-        print(json.dumps([{"name": r.name, "family": r.family, "dataset": r.dataset, "description": r.description,
-                           "metrics": r.card_metrics(), "packaged": r.packaged is not None} for r in rows], indent=2))
+        print(json.dumps([{"name": r.name, "family": r.family, "dataset": r.dataset, "tasks": list(r.tasks),
+                           "description": r.description, "metrics": r.card_metrics(),
+                           "packaged": r.packaged is not None} for r in rows], indent=2))
         return
-    print_table(["name", "family", "dataset", "description"], [[r.name, r.family, r.dataset, r.description] for r in rows])
+    print_table(["name", "family", "dataset", "tasks", "description"],
+                [[r.name, r.family, r.dataset, ", ".join(r.tasks), r.description] for r in rows])
 
 
 #: `genzoo sample` flag -> the ``sample`` keyword it sets. Only flags the user gives are passed: the model's
@@ -235,6 +237,8 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from zoo.registry import TASKS
+
     parser = argparse.ArgumentParser(prog="genzoo", description="genzoo: a model zoo of generative models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in LIGHTNING_COMMANDS.items():  # listed for --help; parsed by LightningCLI
@@ -242,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the pretrained models", description="List the pretrained models.")
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'vae*'")
+    p.add_argument("--task", choices=TASKS, help="only the models for this task")
     p.add_argument("--json", action="store_true", help="print JSON (with each model's test metrics)")
     p.add_argument("--markdown", action="store_true", help="print the README's table of pretrained models")
     p.set_defaults(func=cmd_list)

@@ -8,7 +8,7 @@ every optimiser step.
 
 Example::
 
-    ddpm = DDPM(num_classes=10)                          # untrained; recipes/ddpm-digits.yaml trains it
+    ddpm = DDPM(num_classes="data")                      # untrained, sizes from the data: recipes/ddpm-digits.yaml
     ddpm = zoo.load("ddpm-digits")
     x = ddpm.sample(16, labels=3, steps=50, guidance=2.0, seed=0)   # (16, 1, 8, 8): sixteen threes
     x = ddpm.sample(16, sampler="ddpm", steps=1000, seed=0)        # ancestral sampling, the full chain

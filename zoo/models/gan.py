@@ -10,7 +10,7 @@ EMA generator.
 
 Example::
 
-    gan = GAN(num_classes=10)                            # untrained; recipes/dcgan-digits.yaml trains it
+    gan = GAN(num_classes="data")                        # untrained, sizes from the data: recipes/dcgan-digits.yaml
     gan = zoo.load("dcgan-digits")
     x = gan.sample(16, labels=3, seed=0)                 # (16, 1, 8, 8): sixteen threes
     z = torch.randn(2, gan.latent_dim)

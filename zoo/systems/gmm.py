@@ -12,7 +12,7 @@ class GMMSystem(EMSystem):
     Logs train/log_likelihood and train/bic each epoch, {val,test}/log_likelihood (nats per image).
 
     Args:
-        net: the mixture to train (default: ``GMM()``, 10 full-covariance components on 8x8 digits).
+        net: the mixture to train (default: ``GMM()``, 10 full-covariance components; sizes from the data).
         init_samples: training samples (in dataset order) k-means sees.
         init_from: a pretrained name or folder to continue from.
     """

@@ -15,7 +15,7 @@ class NaiveBayesSystem(EMSystem):
     {val,test}/log_likelihood (joint, nats per image).
 
     Args:
-        net: the classifier (default: ``NaiveBayes()``, Gaussian on 8x8 digits).
+        net: the classifier (default: ``NaiveBayes()``, Gaussian; its sizes come from the data).
         init_from: a pretrained name or folder (its statistics are replaced by this fit's).
     """
 
