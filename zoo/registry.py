@@ -47,6 +47,7 @@ DATAMODULES: dict[str, str] = {
     "digits": "zoo.data.digits:DigitsDataModule",
     "text": "zoo.data.text:TextDataModule",
     "char-sequences": "zoo.data.sequences:CharSequenceDataModule",
+    "mnist-5k": "zoo.data.images:Mnist5kDataModule",
 }
 
 #: what a pretrained name is for (``list_models(task=...)``)

@@ -1,0 +1,128 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.data import images as images_module
+from zoo.data.images import ImageFolderDataModule, Mnist5kDataModule, mnist_5k_split
+
+
+def write_folder(root, classes=("cat", "dog"), per_class=10, size=(40, 30), mode="RGB", seed=0):
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / c / f"{i}.png")
+    return root
+
+
+def test_class_folders_give_labels_a_seeded_balanced_split_and_a_spec(tmp_path):
+    root = write_folder(tmp_path / "pets")
+    (root / "dog" / "broken.png").write_bytes(b"not a png")
+    dm = ImageFolderDataModule(str(root), image_size=16, channels=3, seed=1)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable file\(s\) of the .* split: broken.png"):
+        dm.setup()
+    sizes = {s: len(dm.datasets[s]) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == 20 and sizes["val"] >= 2 and sizes["test"] >= 2
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape[1:] == (3, 16, 16) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert set(torch.cat([b[1] for b in dm.train_dataloader()]).tolist()) == {0, 1}
+    spec = dm.spec
+    assert (spec.image_shape, spec.num_classes, spec.class_names, spec.levels) == ((3, 16, 16), 2, ("cat", "dog"), 256)
+    again = ImageFolderDataModule(str(root), image_size=16, channels=3, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again.setup()
+    assert torch.equal(again.datasets["test"].images, dm.datasets["test"].images)  # seeded
+
+
+def test_resize_shorter_side_then_centre_crop_and_grey(tmp_path):
+    img = np.zeros((20, 40), dtype=np.uint8)
+    img[:, 10:30] = 255  # a white band in the middle of a wide image
+    (tmp_path / "a").mkdir()
+    Image.fromarray(img, "L").save(tmp_path / "a" / "x.png")
+    out = images_module.decode(tmp_path / "a" / "x.png", 10, 1)
+    assert out.shape == (1, 10, 10) and out.dtype == np.uint8
+    assert out[0, :, 2:8].min() > 200  # the centre crop keeps the band
+    assert images_module.decode(tmp_path / "a" / "x.png", 30, 3).shape == (3, 30, 30)  # upscaled
+
+
+def test_own_train_val_test_folders_and_unlabelled_images(tmp_path):
+    for split in ("train", "val", "test"):
+        write_folder(tmp_path / "own" / split, per_class=3, seed=len(split))
+    dm = ImageFolderDataModule(str(tmp_path / "own"), image_size=8)
+    dm.setup()
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [6, 6, 6]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((9, 9, 3), i * 20, np.uint8)).save(flat / f"{i}.jpg")
+    spec = ImageFolderDataModule(str(flat), image_size=8).spec
+    assert spec.num_classes is None and spec.class_names is None
+
+
+def test_streaming_reads_the_same_images_as_the_cache(tmp_path):
+    root = write_folder(tmp_path / "pets", per_class=5)
+    cached, streamed = (ImageFolderDataModule(str(root), image_size=8, cache_bytes=c) for c in (2 << 30, 0))
+    cached.setup(), streamed.setup()
+    assert isinstance(streamed.datasets["val"], images_module._Files)
+    for (a, la), (b, lb) in zip(cached.val_dataloader(), streamed.val_dataloader()):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_bad_folders_are_one_line_errors(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no image"):
+        ImageFolderDataModule(str(tmp_path / "empty")).setup()
+    with pytest.raises(ValueError, match="is not a folder of images"):
+        ImageFolderDataModule(str(tmp_path / "missing")).setup()
+    mixed = write_folder(tmp_path / "mixed", per_class=2)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(mixed / "loose.png")
+    with pytest.raises(ValueError, match="mixes images and class folders"):
+        ImageFolderDataModule(str(mixed)).setup()
+    junk = tmp_path / "junk" / "a"
+    junk.mkdir(parents=True)
+    for i in range(10):
+        (junk / f"{i}.png").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="no readable image"), pytest.warns(UserWarning):
+        ImageFolderDataModule(str(tmp_path / "junk")).setup()
+    bomb = write_folder(tmp_path / "bomb", per_class=10)
+    monkeypatch.setattr(images_module, "MAX_PIXELS", 100)
+    with pytest.raises(ValueError, match=r"40x30 pixels, more than the 100 genzoo decodes"):
+        ImageFolderDataModule(str(bomb)).setup()
+    with pytest.raises(ValueError, match="channels must be 1 \\(grey\\) or 3"):
+        ImageFolderDataModule(str(bomb), channels=2)
+
+
+def test_a_recipe_trains_on_a_folder_of_your_own_pngs(tmp_path):
+    from pathlib import Path
+
+    from zoo.cli import run_lightning
+
+    root = write_folder(tmp_path / "pets", per_class=10)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "cvae-digits.yaml"
+    run_lightning(["fit", "--config", str(recipe), "--data", "zoo.data.images.ImageFolderDataModule",
+                   "--data.root", str(root), "--data.image_size", "16", "--model.iwae_k", "4",
+                   "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+                   "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                   "--trainer.default_root_dir", str(tmp_path / "runs")])
+    model = zoo.load(str(tmp_path / "runs" / "version_0" / "pretrained"))
+    assert model.num_classes == 2 and model.sample(2, labels=1, seed=0).shape == (2, 3, 16, 16)
+    assert model.extra_config["data_spec"]["class_names"] == ["cat", "dog"]
+
+
+def test_mnist_5k_split_is_fixed_balanced_and_disjoint():
+    parts = {s: mnist_5k_split(s) for s in ("train", "val", "test")}
+    assert [len(parts[s][0]) for s in ("train", "val", "test")] == [4000, 500, 500]
+    for s, (x, y) in parts.items():
+        assert x.shape[1:] == (1, 28, 28) and torch.bincount(y).tolist() == [len(y) // 10] * 10, s
+    train, test = parts["train"][0].flatten(1), parts["test"][0].flatten(1)
+    assert not (torch.cdist(test[:50], train) == 0).any()  # no test image is also a training image
+    dm = Mnist5kDataModule(batch_size=100)
+    dm.setup()
+    x, y = next(iter(dm.test_dataloader()))
+    assert torch.equal(x, parts["test"][0][:100]) and dm.spec.name == "mnist-5k" and dm.spec.levels == 256
