@@ -9,7 +9,10 @@ first use (then cached), and every number shown is computed by the model's own A
 (``sample``, ``interpolate``, ``score``, ``generate`` ...). What a tab offers comes from the
 models' declared contract (``zoo.models.contract``: output kind, conditions, sampling options),
 never from family names: a tab appears only when some pretrained model declares what it needs,
-and shows a model's label or sampler controls only when it takes them. Bad input is a one-line message in the
+and shows a model's label or sampler controls only when it takes them. What an image input must be
+(shape, channels, pixel levels, classes) comes from the chosen model's data spec (``zoo.data.spec``),
+never from the digits: a page's first view reads the spec of each tab's default model to word its
+notes and fill its class lists. Bad input is a one-line message in the
 UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
 listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
 """
@@ -21,6 +24,7 @@ import csv
 import functools
 import inspect
 import io
+import json
 import logging
 import shutil
 import tempfile
@@ -36,6 +40,7 @@ import torch
 from PIL import Image
 
 import zoo
+from zoo.data.spec import DataSpec
 from zoo.images import make_grid
 
 log = logging.getLogger("genzoo.demo")
@@ -44,9 +49,9 @@ log = logging.getLogger("genzoo.demo")
 LIMITS = {
     "images": 64,  # samples per request
     "walk_steps": 24,  # frames of a latent walk
-    "digits": 64,  # digits scored per request (CSV rows or images)
+    "scored": 64,  # images scored per request (CSV rows, files and the drawing)
     "upload": "1mb",  # any uploaded file
-    "image_side": 512,  # pixels, uploaded digit images
+    "image_side": 512,  # pixels a side of an uploaded image (or the data's own side, if larger)
     "diffusion_steps": 250,  # denoising steps per request
     "tokens": 500,  # new tokens per text request
     "prompt_chars": 2000,  # characters of a prompt
@@ -57,8 +62,14 @@ LIMITS = {
 CONCURRENCY, QUEUE_SIZE = 2, 64
 #: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
 DEMO_IWAE_K = 32
-#: training digits scored for the reference distribution of the Anomalies tab
+#: training images scored for the reference distribution of the Anomalies tab
 REFERENCE_SIZE = 128
+#: on-screen pixels of an image's longer side in each kind of picture (images are upscaled a whole number of times)
+TILE = {"grid": 64, "small": 48, "large": 128}
+#: classes listed by the Classifier tab (the most probable first)
+TOP_CLASSES = 10
+#: the class the Classifier tab samples first (the model's last class, if it has fewer)
+FIRST_CLASS = 3
 
 _OUT = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))  # PNG / GIF downloads of this process
 
@@ -93,6 +104,63 @@ def model_class(name: str) -> type:
 def models_where(test: Callable[[type], bool]) -> list[str]:
     """The pretrained names whose model class passes `test` (it reads declarations; no model is loaded)."""
     return [n for n in zoo.list_models() if test(model_class(n))]
+
+
+# -- data: what each model's images are (the data contract, zoo.data.spec) ---------------------
+
+
+@functools.cache
+def data_spec(name: str) -> DataSpec:
+    """The data spec of pretrained `name`, which sizes its image inputs and the tabs' messages: the one saved
+    with the model, else its registered datamodule's, else one read off the model's own sizes."""
+    m = model(name)
+    if "data_spec" in m.extra_config:
+        return DataSpec.from_json(m.extra_config["data_spec"], f"{name}: data_spec")
+    if "datamodule" in m.extra_config:
+        from zoo.evaluate import build_datamodule  # imports Lightning: once, when a tab first needs the data
+
+        return build_datamodule(m.extra_config["datamodule"], f"{name}/config.json").spec
+    shape = getattr(m, "image_shape", None)
+    if shape is None:
+        raise ValueError(f"{name} records no data spec and has no image_shape: the demo cannot read images for it")
+    classes = getattr(m, "num_classes", None)
+    return DataSpec(kind="image", name=name, image_shape=tuple(int(s) for s in shape),
+                    num_classes=classes if isinstance(classes, int) else None, levels=getattr(m, "levels", None))
+
+
+_data_lock = threading.Lock()
+_datamodules: dict[str, Any] = {}  # a datamodule entry as JSON -> the datamodule, set up
+
+
+def training_data(name: str) -> Any:
+    """The registered datamodule pretrained `name` was trained on, set up once (models that share one entry
+    share it): the Anomalies tab's real images."""
+    entry = model(name).extra_config.get("datamodule")
+    if entry is None:
+        raise ValueError(f"{name} records no registered datamodule in its config.json: the demo has no training "
+                         f"images to compare its scores with")
+    key = json.dumps(entry, sort_keys=True)
+    with _data_lock:
+        if key not in _datamodules:
+            from zoo.evaluate import build_datamodule  # imports Lightning
+
+            datamodule = build_datamodule(entry, f"{name}/config.json")
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+            datamodule.setup("test")
+            _datamodules[key] = datamodule
+        return _datamodules[key]
+
+
+def split_dataset(name: str, split: str) -> Any:
+    """The `split` ("train" or "test") dataset of the model's own datamodule."""
+    return getattr(training_data(name), f"{split}_dataloader")().dataset
+
+
+def images_at(dataset: Any, indices: Any) -> torch.Tensor:
+    """The images (N, C, H, W) at `indices` of a dataset of images or of (image, label) pairs."""
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items]).float()
 
 
 # -- what each tab needs, read from the model classes' declarations --
@@ -151,13 +219,24 @@ def card_folders() -> list[str]:
     return [str(zoo.model_info(n).packaged) for n in zoo.list_models() if zoo.model_info(n).packaged]
 
 
-def tab_header(names: list[str], note: str, label: str = "model") -> gr.Dropdown:
-    """A tab's first lines: what the chosen model is (with its card), the tab's limits, the model dropdown."""
+def tab_header(names: list[str], note: str | Callable[[str], str], label: str = "model") -> gr.Dropdown:
+    """A tab's first lines: what the chosen model is (with its card), the tab's limits, the model dropdown.
+
+    A `note` that names the model's data sizes is a function of the model's name, written when the page loads
+    and whenever another model is chosen.
+    """
     about = gr.Markdown(card_line(names[0]))
-    gr.Markdown(note)
+    text = gr.Markdown(None if callable(note) else note)
     name = gr.Dropdown(names, value=names[0], label=label)
     name.change(friendly(card_line), name, about, api_name=False)
+    if callable(note):
+        on_model(name, note, text)
     return name
+
+
+def on_model(name: gr.Dropdown, fn: Callable, outputs: Any) -> None:
+    """Run `fn(model name)` into `outputs` when the page loads and whenever another model is chosen (not an API)."""
+    gr.on(None, friendly(fn), name, outputs, api_visibility="private", show_progress="hidden")
 
 
 def seed_input(label: str = "seed", value: int = 0) -> gr.Number:
@@ -170,7 +249,24 @@ def limited_slider(key: str, value: int, what: str, low: int = 1) -> gr.Slider:
 
 
 def class_label_input() -> gr.Dropdown:
-    return gr.Dropdown(["any", *map(str, range(10))], value="any", label="class label (conditional models)")
+    """The label of a conditional model, or "any": its classes are filled in for the chosen model (``label_choices``);
+    API calls may pass any label, which ``as_label`` checks against the model's declared range."""
+    return gr.Dropdown(["any"], value="any", label="class label (conditional models)", allow_custom_value=True)
+
+
+def class_choices(name: str) -> list[tuple[str, str]]:
+    """The classes model `name` takes as labels, as (shown, value) dropdown choices: the data's class names where
+    its spec has them, else the label numbers; none for an unconditional model."""
+    labels = model(name).sample_conditions().get("labels")
+    if labels is None:
+        return []
+    names = data_spec(name).class_names or ()
+    return [(names[c] if c < len(names) else str(c), str(c)) for c in range(labels.low, labels.high + 1)]
+
+
+def label_choices(name: str) -> dict:
+    """A class-label dropdown's update for model `name`: "any" and its classes, "any" chosen."""
+    return gr.update(choices=[("any", "any"), *class_choices(name)], value="any")
 
 
 def conditional(m: Any) -> int:
@@ -229,7 +325,7 @@ def as_int(value: Any, name: str, low: int, high: int) -> int:
 
 
 def as_label(value: Any, m: Any) -> int | None:
-    """The class label chosen in a dropdown ("any" or a digit) for model `m`."""
+    """The class label chosen in a dropdown ("any" or a label number) for model `m`."""
     if value in (None, "", "any"):
         return None
     labels = m.sample_conditions().get("labels")
@@ -247,8 +343,14 @@ def save_png(image: Image.Image, stem: str) -> str:
     return str(path)
 
 
-def save_gif(frames: torch.Tensor, stem: str, scale: int = 16) -> str:
+def scale_for(images: torch.Tensor, tile: str) -> int:
+    """How many times to upscale `images` (N, C, H, W) so that each shows about TILE[tile] pixels a side."""
+    return max(1, TILE[tile] // max(images.shape[-2:]))
+
+
+def save_gif(frames: torch.Tensor, stem: str) -> str:
     """An animated GIF of `frames` (T, C, H, W) in [0, 1], played forth and back."""
+    scale = scale_for(frames, "large")
     pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
     loop = pictures + pictures[-2:0:-1]
     path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.gif"
@@ -256,24 +358,54 @@ def save_gif(frames: torch.Tensor, stem: str, scale: int = 16) -> str:
     return str(path)
 
 
-# -- digits in: drawn, uploaded images, CSV rows ----------------------------------------------
+# -- images in: drawn, uploaded, CSV rows, each made the chosen model's data (its spec) -------------
 
 
-LEVELS = 17  # digits pixels take 17 grey levels (0..16)
+def image_shape(spec: DataSpec) -> tuple[int, int, int]:
+    """(C, H, W) of the spec's images; a spec of other data is a ValueError."""
+    if spec.image_shape is None:
+        raise ValueError(f"this model's data ({spec.name}) are {spec.kind}, not images")
+    return spec.image_shape
 
 
-def quantise(pixels: np.ndarray) -> torch.Tensor:
-    """(N, 8, 8) values in [0, 1] -> (N, 1, 8, 8) float tensor on the 17 digit levels."""
-    levels = np.round(np.clip(pixels, 0, 1) * (LEVELS - 1)) / (LEVELS - 1)
-    return torch.from_numpy(levels.astype(np.float32)).unsqueeze(1)
+def size_text(spec: DataSpec) -> str:
+    """The images' size as messages say it: width x height ("28x28"), and the channels unless grayscale."""
+    c, h, w = image_shape(spec)
+    return f"{w}x{h}" + ("" if c == 1 else f", {c} channels")
 
 
-def drawn_digit(sketch: Any) -> torch.Tensor | None:
-    """A Sketchpad value (dark ink on a light or transparent canvas) -> (1, 1, 8, 8), or None if blank.
+def top_level(spec: DataSpec) -> int:
+    """The largest pixel value on the data's own scale (levels - 1: 255 for 256 levels); 1 without levels."""
+    return spec.levels - 1 if spec.levels is not None and spec.levels > 2 else 1
 
-    Like the digits data set, the ink is cropped to its bounding box, centred on a square
-    and averaged down to 8x8.
+
+def values_text(spec: DataSpec) -> str:
+    """The pixel values a CSV row may hold: the data's own scale, or 0..1."""
+    return f"0..{top_level(spec)} or 0..1" if top_level(spec) > 1 else "0..1"
+
+
+def upload_text(spec: DataSpec) -> str:
+    """What an uploaded image must be, as the tabs' notes say it ("square grayscale, side a multiple of 28")."""
+    c, h, w = image_shape(spec)
+    colours = "grayscale" if c == 1 else "colour or grayscale"
+    return f"square {colours}, side a multiple of {h}" if h == w else f"{colours}, {w}x{h} or a whole multiple"
+
+
+def quantise(pixels: np.ndarray, spec: DataSpec) -> torch.Tensor:
+    """(N, C, H, W) values in [0, 1] -> a float tensor on the spec's pixel levels, the values its data take."""
+    x = np.clip(pixels, 0, 1)
+    if spec.levels is not None and spec.levels > 1:
+        x = np.round(x * (spec.levels - 1)) / (spec.levels - 1)
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def drawn_image(sketch: Any, spec: DataSpec) -> torch.Tensor | None:
+    """A Sketchpad value (dark ink on a light or transparent canvas) -> (1, C, H, W), or None if blank.
+
+    As the digits data set was made, the ink is cropped to its bounding box, centred with a margin on a canvas
+    of the images' aspect and averaged down to their size: bright strokes on a dark ground, in every channel.
     """
+    c, h, w = image_shape(spec)
     composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
     if composite is None:
         return None
@@ -284,43 +416,55 @@ def drawn_digit(sketch: Any) -> torch.Tensor | None:
     if len(rows) == 0:
         return None
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    side = int(max(ink.shape) * 1.15) + 1
-    square = np.zeros((side, side), np.float32)
-    top, left = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
-    square[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
-    small = np.asarray(Image.fromarray(square).resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
-    return quantise(small[None] / max(small.max(), 1e-6))
+    tall = max(ink.shape[0], ink.shape[1] * h / w)  # the canvas height that holds the ink at the images' aspect
+    canvas = np.zeros((int(tall * 1.15) + 1, int(tall * w / h * 1.15) + 1), np.float32)
+    top, left = (canvas.shape[0] - ink.shape[0]) // 2, (canvas.shape[1] - ink.shape[1]) // 2
+    canvas[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+    small = np.asarray(Image.fromarray(canvas).resize((w, h), Image.Resampling.BOX), dtype=np.float32)
+    small = small / max(small.max(), 1e-6)
+    return quantise(np.repeat(small[None, None], c, axis=1), spec)
 
 
-def uploaded_digit(path: str) -> torch.Tensor:
-    """An uploaded image file -> (1, 1, 8, 8): square, grayscale, side a multiple of 8 (e.g. 8x8 or 32x32).
+def uploaded_image(path: str, spec: DataSpec) -> torch.Tensor:
+    """An uploaded image file -> (1, C, H, W): the images' size or a whole multiple of it (for 28x28 data, 28x28 or
+    56x56), averaged down.
 
-    Bright ink on a dark background (our PNG grids) is taken as is; dark ink on light paper is inverted.
+    Grayscale data is bright ink on a dark ground: an image like that (our PNG grids) is taken as it is, dark ink
+    on light paper is inverted. Colour data takes the image's colours (a grayscale image in every channel).
     """
+    c, h, w = image_shape(spec)
+    if c not in (1, 3):
+        raise ValueError(f"the demo reads grayscale or RGB images; this model's data ({spec.name}) have {c} channels")
     name = Path(path).name
     try:
         image = Image.open(path)
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError):
         raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP or WebP)") from None
-    w, h = image.size
-    if w != h or w % 8 or w > LIMITS["image_side"]:
-        raise ValueError(f"{name} must be a square digit image whose side is a multiple of 8 "
-                         f"(8x8 up to {LIMITS['image_side']}x{LIMITS['image_side']}), got {w}x{h}")
+    width, height = image.size
+    k, cap = width // w, max(LIMITS["image_side"], h, w)
+    if width % w or height % h or height // h != k or max(width, height) > cap:
+        shape = (f"a square image whose side is a multiple of {h} ({h}x{h} up to {cap}x{cap})" if h == w else
+                 f"an image of {w}x{h} pixels or a whole multiple of that (up to {cap} pixels a side)")
+        raise ValueError(f"{name} must be {shape}, got {width}x{height}")
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 0.05:
-        raise ValueError(f"{name} must be a grayscale digit, got a colour image")
-    grey = rgb.mean(axis=2)
-    if grey.mean() > 0.5:  # dark ink on light paper
-        grey = 1 - grey
-    small = grey.reshape(8, w // 8, 8, w // 8).mean(axis=(1, 3))
-    return quantise(small[None])
+    if c == 1:
+        if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 0.05:
+            raise ValueError(f"{name} must be a grayscale image (the model's data, {spec.name}, are), "
+                             f"got a colour image")
+        pixels = rgb.mean(axis=2)[None]  # (1, height, width)
+        if pixels.mean() > 0.5:  # dark ink on light paper
+            pixels = 1 - pixels
+    else:
+        pixels = rgb.transpose(2, 0, 1)  # (3, height, width)
+    small = pixels.reshape(c, h, k, w, k).mean(axis=(2, 4))
+    return quantise(small[None], spec)
 
 
 def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
     """The rows of a CSV file as floats (rows, columns); an optional header row is skipped.
 
-    `what` names a row's values in messages ("64 pixel values (8x8)"); more than `limit` rows is an error.
+    `what` names a row's values in messages ("two numbers (x, y)"); more than `limit` rows is an error.
     """
     name = Path(path).name
     try:
@@ -343,14 +487,16 @@ def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
     return values
 
 
-def csv_digits(path: str) -> torch.Tensor:
-    """A CSV file of digits, one per row: 64 pixel values (0..16 like the digits data, or 0..1)."""
-    values = csv_numbers(path, 64, "64 numeric pixel values (8x8)", LIMITS["digits"])
-    if values.min() < 0 or values.max() > 16:
-        raise ValueError(f"{Path(path).name}: pixel values must be in 0..16 (or 0..1), "
+def csv_images(path: str, spec: DataSpec) -> torch.Tensor:
+    """A CSV file of images, one per row: C*H*W pixel values, channel by channel and row by row, on the data's own
+    scale (0..levels-1, e.g. 0..255) or 0..1 -> (rows, C, H, W)."""
+    c, h, w = image_shape(spec)
+    values = csv_numbers(path, c * h * w, f"{c * h * w} numeric pixel values ({size_text(spec)})", LIMITS["scored"])
+    if values.min() < 0 or values.max() > top_level(spec):
+        raise ValueError(f"{Path(path).name}: pixel values must be in {values_text(spec)}, "
                          f"got {values.min():.3g}..{values.max():.3g}")
-    scale = 16.0 if values.max() > 1 else 1.0
-    return quantise(values.reshape(-1, 8, 8) / scale)
+    scale = float(top_level(spec)) if values.max() > 1 else 1.0
+    return quantise(values.reshape(-1, c, h, w) / scale, spec)
 
 
 def _numeric(row: list[str]) -> bool:
@@ -386,15 +532,17 @@ def generate_images(name: str, n: float, seed: float, label: str, steps: float, 
         conditions["sampler"] = sampler
     if "progress" in takes:
         conditions["progress"] = False
-    grid = make_grid(m.sample(n, seed=seed, **conditions), nrow=nrow, scale=8)
+    images = m.sample(n, seed=seed, **conditions)
+    grid = make_grid(images, nrow=nrow, scale=scale_for(images, "grid"))
     return grid, save_png(grid, f"{name}-seed{seed}")
 
 
 def image_controls(name: str):
-    """Show the label, steps, guidance and sampler controls only to a model that takes them."""
+    """Show the label (with the model's classes), steps, guidance and sampler controls only to a model that
+    takes them."""
     m = model(name)
     takes = m.accepts()
-    return (gr.update(visible="labels" in takes, value="any"), gr.update(visible="steps" in takes),
+    return ({**label_choices(name), "visible": "labels" in takes}, gr.update(visible="steps" in takes),
             gr.update(visible="guidance" in takes, value=getattr(m, "guidance", 1.0)),
             gr.update(visible="sampler" in takes))
 
@@ -420,7 +568,7 @@ def images_tab() -> None:
                 grid = gr.Image(type="pil", format="png", label="samples", elem_id="images-grid", interactive=False,
                                 height=320)
                 download = gr.File(label="PNG download", interactive=False)
-        name.change(friendly(image_controls), name, [label, steps, guidance, sampler], api_name=False)
+        on_model(name, image_controls, [label, steps, guidance, sampler])
         button.click(generate_images, [name, n, seed, label, steps, guidance, sampler], [grid, download],
                      api_name="images")
 
@@ -430,38 +578,41 @@ def images_tab() -> None:
 
 @friendly
 def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: str,
-                digit_a: str | None = None, digit_b: str | None = None):
+                image_a: str | None = None, image_b: str | None = None):
     """Decode points on the line between two latents: a strip, and an animated GIF of it."""
     m = model(name)
     steps = as_int(steps, "steps", 2, LIMITS["walk_steps"])
     chosen = as_label(label, m)
     if conditional(m) and chosen is None:
         raise ValueError("this model is conditional: choose a class label for the walk")
-    if bool(digit_a) != bool(digit_b):
-        raise ValueError("upload two digits (or none, to walk between two seeds)")
+    if bool(image_a) != bool(image_b):
+        raise ValueError("upload two images (or none, to walk between two seeds)")
     seeds = as_int(seed_a, "seed A", 0, 2**31 - 1), as_int(seed_b, "seed B", 0, 2**31 - 1)
     if hasattr(m, "encode"):  # an autoencoder walks between two images, uploaded or sampled from the seeds
-        if digit_a:
-            x0, x1 = uploaded_digit(digit_a), uploaded_digit(digit_b)
+        if image_a:
+            x0, x1 = uploaded_image(image_a, data_spec(name)), uploaded_image(image_b, data_spec(name))
         else:
             x0, x1 = (m.sample(1, seed=s, labels=chosen) for s in seeds)
         frames = m.interpolate(x0, x1, steps=steps, labels=chosen)
     else:  # a generator without an encoder walks between the latents that sample(1, seed=s) decodes
-        if digit_a:
+        if image_a:
             raise ValueError(f"a {type(m).__name__} has no encoder: walk between two seeds, or choose a VAE for "
-                             f"uploaded digits")
+                             f"uploaded images")
         z0, z1 = (m.latent(s) for s in seeds)
         frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
-    strip = make_grid(frames, nrow=steps, scale=6)
+    strip = make_grid(frames, nrow=steps, scale=scale_for(frames, "small"))
     return strip, save_gif(frames, f"{name}-walk")
+
+
+def walk_note(name: str) -> str:
+    return (f"A straight line in latent space between two seeds (or, for a VAE, two uploaded images: "
+            f"{upload_text(data_spec(name))}, at most {LIMITS['upload']}); up to {LIMITS['walk_steps']} frames.")
 
 
 def walk_tab() -> None:
     names = preferred(models_where(walks), "vae-digits")
     with gr.Tab("Latent walk", id="walk"):
-        name = tab_header(names, f"A straight line in latent space between two seeds (or, for a VAE, two uploaded "
-                                 f"digits: square grayscale images, side a multiple of 8, at most {LIMITS['upload']}); "
-                                 f"up to {LIMITS['walk_steps']} frames.")
+        name = tab_header(names, walk_note)
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Row():
@@ -469,14 +620,15 @@ def walk_tab() -> None:
                     seed_b = seed_input("seed B", 1)
                 steps = limited_slider("walk_steps", 10, "frames", low=2)
                 label = class_label_input()
+                on_model(name, label_choices, label)
                 with gr.Row():
-                    digit_a = gr.Image(type="filepath", image_mode=None, label="digit A (optional)", sources=["upload"])
-                    digit_b = gr.Image(type="filepath", image_mode=None, label="digit B (optional)", sources=["upload"])
+                    image_a = gr.Image(type="filepath", image_mode=None, label="image A (optional)", sources=["upload"])
+                    image_b = gr.Image(type="filepath", image_mode=None, label="image B (optional)", sources=["upload"])
                 button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
             with gr.Column(scale=2):
                 strip = gr.Image(type="pil", format="png", label="interpolation", interactive=False, height=200)
                 gif = gr.Image(type="filepath", label="animated GIF", interactive=False, height=240)
-        button.click(latent_walk, [name, seed_a, seed_b, steps, label, digit_a, digit_b], [strip, gif],
+        button.click(latent_walk, [name, seed_a, seed_b, steps, label, image_a, image_b], [strip, gif],
                      api_name="latent_walk")
 
 
@@ -639,7 +791,7 @@ def mixtures_tab() -> None:
 
     with gr.Tab("Mixtures", id="mixtures"):
         pretrained = models_where(fits_mixtures)
-        card = f" · the pretrained digits mixture: {card_line(pretrained[0])}" if pretrained else ""
+        card = f" · the pretrained mixture: {card_line(pretrained[0])}" if pretrained else ""
         gr.Markdown(f"**zoo.layers.GaussianMixture**: a Gaussian mixture fit by EM, here on 2-D points{card}")
         gr.Markdown(f"Built-in data sets or a CSV of two numeric columns (x, y; an optional header; at most "
                     f"{LIMITS['points']} rows and {LIMITS['upload']}). Grey: data; orange: samples of the fit; "
@@ -724,9 +876,9 @@ def sequences_tab() -> None:
 
 
 def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
-    """Anomaly scores -log p(x) (higher = more unusual) of digits x (N, 1, 8, 8) under a density model.
+    """Anomaly scores -log p(x) (higher = more unusual) of images x (N, C, H, W) under a density model.
 
-    Stochastic estimates are seeded, so the same digits always get the same scores; VAEs estimate
+    Stochastic estimates are seeded, so the same images always get the same scores; VAEs estimate
     log p(x) by importance sampling with fewer samples than the model card, so that a request takes
     a second, not a minute.
     """
@@ -738,17 +890,20 @@ def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
         return (-m.log_prob(x, **options)).cpu().numpy()
 
 
+def reference_images(name: str) -> torch.Tensor:
+    """A fixed (seeded) sample of REFERENCE_SIZE training images of the model's own datamodule."""
+    train = split_dataset(name, "train")
+    return images_at(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE])
+
+
 @functools.cache
 def reference_scores(name: str) -> np.ndarray:
-    """Scores of a fixed sample of training digits under model `name` (cached)."""
-    from zoo.data.digits import digits_split
-
-    x, _ = digits_split("train")
-    return anomaly_scores(model(name), x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE]])
+    """Scores of the reference training images under model `name` (cached)."""
+    return anomaly_scores(model(name), reference_images(name))
 
 
 def histogram(values: np.ndarray, marks: np.ndarray, bins: int = 30):
-    """A data frame for gr.BarPlot: the training histogram, with the scored digits counted beside it."""
+    """A data frame for gr.BarPlot: the training histogram, with the scored images counted beside it."""
     import pandas as pd
 
     low, high = float(min(values.min(), marks.min())), float(max(values.max(), marks.max()))
@@ -758,68 +913,74 @@ def histogram(values: np.ndarray, marks: np.ndarray, bins: int = 30):
     yours = np.histogram(marks, edges)[0] / len(marks)
     return pd.DataFrame({"score": np.concatenate([centres, centres]),
                          "fraction": np.concatenate([train, yours]),
-                         "digits": ["training"] * bins + ["yours"] * bins})
+                         "images": ["training"] * bins + ["yours"] * bins})
 
 
 @friendly
-def score_digits(name: str, csv_file: str | None, images: list[str] | None, sketch: Any, top: float):
-    """Score digits under a density model; the most unusual first, with the training distribution."""
+def score_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any, top: float):
+    """Score images under a density model; the most unusual first, with the training distribution."""
     m = model(name)
-    top = as_int(top, "most unusual", 1, LIMITS["digits"])
-    x = collect_digits(csv_file, images, sketch)
+    top = as_int(top, "most unusual", 1, LIMITS["scored"])
+    x = collect_images(name, csv_file, images, sketch)
     scores = anomaly_scores(m, x)
     order = np.argsort(-scores)[:top]
-    grid = make_grid(x[order], nrow=min(len(order), 8), scale=8)
+    grid = make_grid(x[order], nrow=min(len(order), 8), scale=scale_for(x, "grid"))
     reference = reference_scores(name)
     table = [[int(i), round(float(scores[i]), 2), round(float((reference < scores[i]).mean() * 100), 1)] for i in order]
     return grid, table, histogram(reference, scores)
 
 
-def collect_digits(csv_file: str | None, images: list[str] | None, sketch: Any) -> torch.Tensor:
-    """The digits to score: CSV rows, uploaded images and the drawing; the test split if none is given."""
+def collect_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any) -> torch.Tensor:
+    """The images to score, made model `name`'s data: CSV rows, uploaded files and the drawing; the first test
+    images of its own datamodule if none is given."""
+    spec = data_spec(name)
     parts = []
     if csv_file:
-        parts.append(csv_digits(csv_file))
+        parts.append(csv_images(csv_file, spec))
     for path in images or []:
-        parts.append(uploaded_digit(path))
-    drawn = drawn_digit(sketch) if sketch is not None else None
+        parts.append(uploaded_image(path, spec))
+    drawn = drawn_image(sketch, spec) if sketch is not None else None
     if drawn is not None:
         parts.append(drawn)
     if not parts:
-        from zoo.data.digits import digits_split
-
-        gr.Info(f"no digits given: scoring the first {LIMITS['digits']} test digits")
-        return digits_split("test")[0][:LIMITS["digits"]]
+        test = split_dataset(name, "test")
+        gr.Info(f"no images given: scoring the first {LIMITS['scored']} test images of {spec.name}")
+        return images_at(test, range(min(LIMITS["scored"], len(test))))
     x = torch.cat(parts)
-    if len(x) > LIMITS["digits"]:
-        raise ValueError(f"got {len(x)} digits; at most {LIMITS['digits']} per request")
+    if len(x) > LIMITS["scored"]:
+        raise ValueError(f"got {len(x)} images; at most {LIMITS['scored']} per request")
     return x
+
+
+def anomalies_note(name: str) -> str:
+    spec = data_spec(name)
+    c, h, w = image_shape(spec)
+    return (f"Score images under a density model (score = -log p(x) in nats: higher is more unusual). Give a CSV "
+            f"(one image per row: {c * h * w} pixel values {values_text(spec)}), images ({upload_text(spec)}) or "
+            f"a drawing; with none, the first {LIMITS['scored']} test images of {spec.name} are scored. At most "
+            f"{LIMITS['scored']} images and {LIMITS['upload']} per file. VAE scores use {DEMO_IWAE_K} importance "
+            f"samples (the model card uses 1000).")
 
 
 def anomalies_tab() -> None:
     names = preferred(models_where(scores_images), "vae-digits")
     with gr.Tab("Anomalies", id="anomalies"):
-        name = tab_header(names, f"Score digits under a density model (score = -log p(x) in nats: higher is more "
-                                 f"unusual). Give a CSV (one digit per row: 64 pixel values 0..16), images (square "
-                                 f"grayscale, side a multiple of 8) or a drawing; with none, the first "
-                                 f"{LIMITS['digits']} test digits are scored. At most {LIMITS['digits']} digits and "
-                                 f"{LIMITS['upload']} per file. VAE scores use {DEMO_IWAE_K} importance samples "
-                                 f"(the model card uses 1000).", label="density model")
+        name = tab_header(names, anomalies_note, label="density model")
         with gr.Row():
             with gr.Column(scale=1):
-                csv_file = gr.File(label="digits CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
-                images = gr.File(label="digit images (optional)", file_count="multiple", file_types=["image"],
+                csv_file = gr.File(label="images CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
+                images = gr.File(label="image files (optional)", file_count="multiple", file_types=["image"],
                                  type="filepath")
-                sketch = gr.Sketchpad(label="draw a digit (optional)", canvas_size=(256, 256), type="numpy")
-                top = gr.Slider(1, LIMITS["digits"], value=8, step=1, label="show the most unusual")
+                sketch = gr.Sketchpad(label="draw one (optional)", canvas_size=(256, 256), type="numpy")
+                top = gr.Slider(1, LIMITS["scored"], value=8, step=1, label="show the most unusual")
                 button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
             with gr.Column(scale=2):
                 grid = gr.Image(type="pil", format="png", label="most unusual first", interactive=False, height=240)
-                table = gr.Dataframe(headers=["digit #", "score (nats)", "percentile among training digits"],
+                table = gr.Dataframe(headers=["image #", "score (nats)", "percentile among training images"],
                                      label="scores", interactive=False)
-                chart = gr.BarPlot(x="score", y="fraction", color="digits", label="score distribution",
-                                   x_title="score = -log p(x) (nats)", y_title="fraction of digits")
-        button.click(score_digits, [name, csv_file, images, sketch, top], [grid, table, chart], api_name="anomalies")
+                chart = gr.BarPlot(x="score", y="fraction", color="images", label="score distribution",
+                                   x_title="score = -log p(x) (nats)", y_title="fraction of images")
+        button.click(score_images, [name, csv_file, images, sketch, top], [grid, table, chart], api_name="anomalies")
 
 
 # -- Classifier --------------------------------------------------------------------------------
@@ -827,53 +988,70 @@ def anomalies_tab() -> None:
 
 @friendly
 def classify(name: str, sketch: Any, upload: str | None):
-    """Class probabilities of one drawn or uploaded digit under a generative classifier, and the digit as seen."""
+    """Class probabilities of one drawn or uploaded image under a generative classifier, and the image as seen."""
     m = model(name)
+    spec = data_spec(name)
     if upload:
-        x = uploaded_digit(upload)
+        x = uploaded_image(upload, spec)
     else:
-        x = drawn_digit(sketch) if sketch is not None else None
+        x = drawn_image(sketch, spec) if sketch is not None else None
         if x is None:
-            raise ValueError("draw a digit (or upload one) first")
+            raise ValueError("draw an image (or upload one) first")
     probs = m.predict_proba(x)[0]  # (classes,)
-    return make_grid(x, nrow=1, scale=16), {str(c): float(p) for c, p in enumerate(probs.tolist())}
+    names = spec.class_names or ()
+    return (make_grid(x, nrow=1, scale=scale_for(x, "large")),
+            {names[c] if c < len(names) else str(c): float(p) for c, p in enumerate(probs.tolist())})
 
 
 @friendly
 def class_samples(name: str, label: str, n: float, seed: float):
-    """`n` digits of one class, drawn from the classifier's own p(x | y)."""
+    """`n` images of one class, drawn from the classifier's own p(x | y)."""
     m = model(name)
     chosen = as_label(label, m)
     if chosen is None:
         raise ValueError("choose a class to sample")
     n = as_int(n, "number of samples", 1, LIMITS["images"])
     images = m.sample(n, seed=as_int(seed, "seed", 0, 2**31 - 1), labels=chosen)
-    return make_grid(images, nrow=min(n, 8), scale=6)
+    return make_grid(images, nrow=min(n, 8), scale=scale_for(images, "small"))
+
+
+def classifier_note(name: str) -> str:
+    return (f"A generative classifier: p(y | x) by Bayes' rule from p(x | y) p(y). Draw an image or upload one "
+            f"({upload_text(data_spec(name))}, at most {LIMITS['upload']}); or sample up to {LIMITS['images']} "
+            f"images of a class from p(x | y).")
+
+
+def classifier_inputs(name: str) -> tuple[dict, dict]:
+    """The class dropdown (the model's classes, FIRST_CLASS chosen) and the seen image's label (its size)."""
+    choices = class_choices(name)
+    first = choices[min(FIRST_CLASS, len(choices) - 1)][1] if choices else None
+    return (gr.update(choices=choices, value=first),
+            gr.update(label=f"the image as the model sees it ({size_text(data_spec(name))})"))
 
 
 def classifier_tab() -> None:
     names = models_where(classifies_images)
     with gr.Tab("Classifier", id="classifier"):
-        name = tab_header(names, f"A generative classifier: p(y | x) by Bayes' rule from p(x | y) p(y). Draw a digit "
-                                 f"or upload one (square grayscale, side a multiple of 8, at most {LIMITS['upload']}); "
-                                 f"or sample up to {LIMITS['images']} digits of a class from p(x | y).")
+        name = tab_header(names, classifier_note)
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = gr.Sketchpad(label="draw a digit", canvas_size=(256, 256), type="numpy")
-                upload = gr.Image(type="filepath", image_mode=None, label="or upload a digit", sources=["upload"])
+                sketch = gr.Sketchpad(label="draw an image", canvas_size=(256, 256), type="numpy")
+                upload = gr.Image(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
                 button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
             with gr.Column(scale=1):
-                seen = gr.Image(type="pil", format="png", label="the digit as the model sees it (8x8)",
-                                interactive=False)
-                probabilities = gr.Label(num_top_classes=10, label="class probabilities", elem_id="classifier-label")
+                seen = gr.Image(type="pil", format="png", label="the image as the model sees it", interactive=False)
+                probabilities = gr.Label(num_top_classes=TOP_CLASSES, label="class probabilities",
+                                         elem_id="classifier-label")
         with gr.Row():
             with gr.Column(scale=1):
-                label = gr.Dropdown([str(c) for c in range(10)], value="3", label="class")
+                label = gr.Dropdown([str(FIRST_CLASS)], value=str(FIRST_CLASS), label="class",
+                                    allow_custom_value=True)  # the model's classes: classifier_inputs
                 n = limited_slider("images", 16, "samples")
                 seed = seed_input()
                 sample = gr.Button("Sample this class", elem_id="classifier-sample")
             with gr.Column(scale=1):
                 samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False, height=260)
+        on_model(name, classifier_inputs, [label, seen])
         button.click(classify, [name, sketch, upload], [seen, probabilities], api_name="classify")
         sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
 

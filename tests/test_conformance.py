@@ -128,6 +128,7 @@ SMOKE_FITS = {
     "gpt-shakespeare-char": "systems/test_gpt_system.py", "gpt-shakespeare-bpe": "systems/test_gpt_system.py",
     "gpt-shakespeare-char-finetune": "systems/test_gpt_system.py",
     "hmm-shakespeare-char": "systems/test_hmm_system.py", "nb-digits": "test_conformance.py",
+    "mnist-5k-classifier": "systems/test_image_systems.py",
 }
 
 

@@ -150,9 +150,9 @@ def test_latent_walk_between_uploaded_digits(client, digit_files):
 @pytest.mark.parametrize("args, message", [
     (("vae-digits", 0, 1, 1, "any", None, None), "Value 1 is less than minimum value 2"),
     (("cvae-digits", 0, 1, 5, "any", None, None), "conditional: choose a class label"),
-    (("vae-digits", 0, 1, 5, "any", "digit0", None), "upload two digits"),
-    (("vae-digits", 0, 1, 5, "any", "colour", "digit0"), "must be a grayscale digit"),
-    (("vae-digits", 0, 1, 5, "any", "oblong", "digit0"), "must be a square digit image .* got 16x8"),
+    (("vae-digits", 0, 1, 5, "any", "digit0", None), "upload two images"),
+    (("vae-digits", 0, 1, 5, "any", "colour", "digit0"), "must be a grayscale image"),
+    (("vae-digits", 0, 1, 5, "any", "oblong", "digit0"), "must be a square image .* got 16x8"),
     (("dcgan-digits", 0, 1, 5, "3", "digit0", "digit1"), "a GAN has no encoder"),
 ])
 def test_latent_walk_bad_input(client, digit_files, args, message):
@@ -170,7 +170,7 @@ def test_anomalies_default_test_digits_with_training_distribution(client):
     assert len(scores) == 8 and scores == sorted(scores, reverse=True)  # most unusual first
     assert Image.open(grid).size == grid_size(8, 1, 8)
     groups = {row[2] for row in chart["data"]}
-    assert groups == {"training", "yours"} and chart["columns"] == ["score", "fraction", "digits"]
+    assert groups == {"training", "yours"} and chart["columns"] == ["score", "fraction", "images"]
     for group in groups:  # each histogram sums to one
         assert sum(r[1] for r in chart["data"] if r[2] == group) == pytest.approx(1.0)
 
@@ -288,9 +288,9 @@ def test_classifier_reads_uploaded_digits(client, digit_files):
 def test_classifier_samples_a_class_and_refuses_bad_input(client, digit_files):
     grid = client.predict("nb-digits", "7", 16, 0, api_name="/class_samples")
     assert Image.open(grid).size == grid_size(8, 2, 6)
-    with pytest.raises(AppError, match="draw a digit"):
+    with pytest.raises(AppError, match="draw an image"):
         client.predict("nb-digits", None, None, api_name="/classify")
-    with pytest.raises(AppError, match="must be a grayscale digit"):
+    with pytest.raises(AppError, match="must be a grayscale image"):
         client.predict("nb-digits", None, handle_file(digit_files["colour"]), api_name="/classify")
 
 

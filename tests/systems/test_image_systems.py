@@ -20,7 +20,7 @@ TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--tr
 SMALL_NETS = {"dcgan-digits": ["--model.net.hidden", "8", "--model.net.latent_dim", "4"],
               "ddpm-digits": ["--model.net.base", "8", "--model.metric_steps", "2"],
               "cvae-digits": ["--model.net.hidden", "8", "--model.iwae_k", "2"],  # the callback serves the VAE too
-              "digits-classifier": ["--model.net.hidden", "4"]}
+              "digits-classifier": ["--model.net.hidden", "4"], "mnist-5k-classifier": ["--model.net.hidden", "4"]}
 QUALITY = json.dumps([{"class_path": "zoo.systems.callbacks.ImageQuality", "init_args": {"n": 40, "every_n_epochs": 1}}])
 
 
@@ -33,16 +33,17 @@ def logged(run: Path) -> dict[str, float]:
     return values
 
 
-@pytest.mark.parametrize("name", ["dcgan-digits", "ddpm-digits", "cvae-digits", "digits-classifier"])
+@pytest.mark.parametrize("name", ["dcgan-digits", "ddpm-digits", "cvae-digits", "digits-classifier",
+                                  "mnist-5k-classifier"])
 def test_recipe_smoke_fit_exports_a_loadable_model(name, tmp_path):
-    extra = [] if name == "digits-classifier" else ["--trainer.callbacks", QUALITY]
+    extra = [] if name.endswith("classifier") else ["--trainer.callbacks", QUALITY]
     run_lightning(["fit", "--config", str(ROOT / "recipes" / f"{name}.yaml"), "--trainer.default_root_dir",
                    str(tmp_path), *TINY, *SMALL_NETS[name], *extra])
     run = tmp_path / "version_0"
     model = zoo.load(str(run / "pretrained"))
     metrics = logged(run)
-    if name == "digits-classifier":
-        assert model.predict(torch.rand(2, 1, 8, 8)).shape == (2,) and 0 <= metrics["val/acc"] <= 1
+    if name.endswith("classifier"):
+        assert model.predict(torch.rand(2, *model.image_shape)).shape == (2,) and 0 <= metrics["val/acc"] <= 1
         return
     assert model.sample(3, seed=0, labels=3).shape == (3, 1, 8, 8)
     assert metrics["val/fid"] > 0 and 1 <= metrics["val/is"] <= 10 and 0 <= metrics["val/cond_acc"] <= 1

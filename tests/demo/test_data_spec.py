@@ -1,0 +1,228 @@
+"""The demo makes its image inputs, limits and reference data from the model's data spec, never the digits'.
+
+In-process (no server): the conversions take a spec, and the Anomalies tab's reference comes from the datamodule
+a model records, here a registered stand-in whose images are 3x16x16 at 256 levels.
+"""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import zoo.registry
+from zoo.cli import load_demo
+from zoo.data.spec import DataSpec
+
+app = load_demo()
+
+RGB16 = DataSpec(kind="image", name="rgb-16", image_shape=(3, 16, 16), num_classes=3, levels=256,
+                 class_names=("cat", "dog", "owl"))
+GREY28 = DataSpec(kind="image", name="grey-28", image_shape=(1, 28, 28), levels=256)
+WIDE = DataSpec(kind="image", name="wide", image_shape=(1, 8, 16), levels=5)
+
+
+def on_levels(x: torch.Tensor, levels: int) -> bool:
+    """Whether every value of x is one of `levels` evenly spaced values in [0, 1]."""
+    steps = x.double() * (levels - 1)
+    return bool((x >= 0).all() and (x <= 1).all() and torch.allclose(steps, steps.round(), atol=1e-4))
+
+
+def drawing(size=(256, 256), line=((128, 40), (128, 216)), width=24) -> np.ndarray:
+    """What the Sketchpad sends: black ink on a transparent canvas (RGBA)."""
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).line(list(line), fill="black", width=width)
+    return np.asarray(canvas)
+
+
+# -- drawings, uploads and CSV rows become the spec's images --------------------------------------
+
+
+@pytest.mark.parametrize("spec", [RGB16, GREY28, WIDE], ids=lambda s: s.name)
+def test_a_drawing_becomes_one_image_of_the_spec(spec):
+    x = app.drawn_image(drawing(), spec)
+    assert x.shape == (1, *spec.image_shape) and x.dtype == torch.float32
+    assert on_levels(x, spec.levels) and x.max() == 1  # the ink is scaled to full brightness
+    assert (x == x[:, :1]).all()  # the same strokes in every channel
+    assert x[0, 0, :, 0].max() == 0 and x[0, 0, :, -1].max() == 0  # a vertical stroke, centred with a margin
+    blank = np.zeros((256, 256, 4), np.uint8)
+    assert app.drawn_image(blank, spec) is None and app.drawn_image({"composite": None}, spec) is None
+
+
+def test_a_drawing_keeps_its_aspect_on_a_wide_spec():
+    x = app.drawn_image(drawing(line=((20, 128), (236, 128)), width=30), WIDE)[0, 0]  # a horizontal bar
+    rows = (x > 0).any(1).nonzero().flatten()
+    assert x.shape == (8, 16) and 1 <= len(rows) <= 3  # a thin bar across the middle, not stretched to 8 rows
+    assert (x > 0).any(0).sum() >= 12  # spanning most of the width
+
+
+def test_an_upload_is_averaged_down_to_the_spec_in_colour(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # twice 16x16, bright on average: kept as is
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    x = app.uploaded_image(str(tmp_path / "photo.png"), RGB16)
+    expected = pixels.astype(np.float32).reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)) / 255
+    assert x.shape == (1, 3, 16, 16) and on_levels(x, 256)
+    assert np.allclose(x[0].permute(1, 2, 0).numpy(), expected, atol=0.5 / 255 + 1e-6)
+
+
+def test_a_grayscale_upload_on_a_28x28_spec(tmp_path):
+    ink = np.zeros((56, 56), np.uint8)
+    ink[10:46, 26:30] = 255
+    Image.fromarray(255 - ink).save(tmp_path / "paper.png")  # dark ink on light paper: inverted
+    x = app.uploaded_image(str(tmp_path / "paper.png"), GREY28)
+    assert x.shape == (1, 1, 28, 28) and on_levels(x, 256)
+    assert x[0, 0, 14, 14] == 1 and x[0, 0, 0, 0] == 0
+    Image.new("L", (30, 30)).save(tmp_path / "odd.png")
+    with pytest.raises(ValueError, match=r"^odd.png must be a square image whose side is a multiple of 28 "
+                                         r"\(28x28 up to 512x512\), got 30x30$"):
+        app.uploaded_image(str(tmp_path / "odd.png"), GREY28)
+    Image.new("RGB", (28, 28), (255, 0, 0)).save(tmp_path / "red.png")
+    with pytest.raises(ValueError, match=r"red.png must be a grayscale image \(the model's data, grey-28, are\)"):
+        app.uploaded_image(str(tmp_path / "red.png"), GREY28)
+
+
+def test_an_upload_on_a_wide_spec_names_its_size(tmp_path):
+    Image.new("L", (32, 16), 0).save(tmp_path / "ok.png")
+    assert app.uploaded_image(str(tmp_path / "ok.png"), WIDE).shape == (1, 1, 8, 16)
+    Image.new("L", (16, 16), 0).save(tmp_path / "square.png")
+    with pytest.raises(ValueError, match=r"must be an image of 16x8 pixels or a whole multiple .* got 16x16"):
+        app.uploaded_image(str(tmp_path / "square.png"), WIDE)
+
+
+def test_csv_rows_hold_c_h_w_values_on_the_data_scale(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 256, (3, 3 * 16 * 16))
+    (tmp_path / "rgb.csv").write_text("\n".join(",".join(map(str, r)) for r in rows))
+    x = app.csv_images(str(tmp_path / "rgb.csv"), RGB16)
+    assert x.shape == (3, 3, 16, 16) and torch.equal(x, torch.from_numpy(rows.reshape(3, 3, 16, 16) / 255).float())
+    (tmp_path / "unit.csv").write_text(",".join(["0.5"] * 784))
+    assert torch.equal(app.csv_images(str(tmp_path / "unit.csv"), GREY28), torch.full((1, 1, 28, 28), 128 / 255))
+    (tmp_path / "short.csv").write_text(",".join(["1"] * 64))
+    with pytest.raises(ValueError, match=r"short.csv: row 1 must hold 768 numeric pixel values \(16x16, 3 channels\), "
+                                         r"got 64 columns"):
+        app.csv_images(str(tmp_path / "short.csv"), RGB16)
+    (tmp_path / "high.csv").write_text(",".join(["300"] * 784))
+    with pytest.raises(ValueError, match=r"pixel values must be in 0..255 or 0..1, got 300..300"):
+        app.csv_images(str(tmp_path / "high.csv"), GREY28)
+
+
+def test_without_levels_pixels_stay_continuous():
+    spec = DataSpec(kind="image", name="continuous", image_shape=(1, 2, 2))
+    x = app.quantise(np.array([[[[0.123, 0.5], [1.7, -1.0]]]]), spec)
+    assert torch.allclose(x, torch.tensor([[[[0.123, 0.5], [1.0, 0.0]]]]))
+    assert app.values_text(spec) == "0..1"
+
+
+# -- the spec of a model, and the Anomalies tab's reference, come from what it records ------------
+
+
+class FakeImages:
+    """A registered datamodule's stand-in: seeded 3x16x16 images at 256 levels, 40 to train on and 10 to test."""
+
+    spec = RGB16
+
+    def __init__(self, seed: int = 0):
+        self.seed, self.ready = seed, False
+
+    @classmethod
+    def for_evaluation(cls, **saved_args):
+        return cls(**saved_args)
+
+    def prepare_data(self):
+        pass
+
+    def setup(self, stage=None):
+        gen = torch.Generator().manual_seed(self.seed)
+        self.images = torch.randint(0, 256, (50, 3, 16, 16), generator=gen) / 255
+        self.ready = True
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[:40], torch.zeros(40)))
+
+    def test_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[40:], torch.zeros(10)))
+
+
+class FakeModel:
+    """A density model on any images: log p(x) = -(sum of its pixels), so each score is checkable by hand."""
+
+    def __init__(self, extra_config, image_shape=(3, 16, 16), levels=None, num_classes=None):
+        self.extra_config, self.image_shape, self.levels, self.num_classes = extra_config, image_shape, levels, num_classes
+
+    def accepts(self, method=None):
+        return {}
+
+    def sample_conditions(self):  # the declared labels 0..num_classes-1 of a conditional model
+        return {"labels": types.SimpleNamespace(low=0, high=self.num_classes - 1)} if self.num_classes else {}
+
+    def log_prob(self, x):
+        return -x.flatten(1).sum(1)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Models "fake-a" (trained on the registered "fake-images" datamodule, seed 3), "fake-b" (a saved spec and a
+    datamodule) and "fake-c" (neither), served by app.model; the demo's caches are emptied after."""
+    module = types.ModuleType("genzoo_demo_test_data")
+    module.FakeImages = FakeImages
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(zoo.registry.DATAMODULES, "fake-images", f"{module.__name__}:FakeImages")
+    entry = {"name": "fake-images", "init_args": {"seed": 3}}
+    models = {"fake-a": FakeModel({"datamodule": entry}, num_classes=3),
+              "fake-b": FakeModel({"datamodule": entry, "data_spec": GREY28.to_json()}, image_shape=(1, 28, 28)),
+              "fake-c": FakeModel({}, image_shape=(1, 12, 12), levels=4, num_classes=5)}
+    monkeypatch.setattr(app, "model", models.__getitem__)
+    monkeypatch.setattr(app, "_datamodules", {})
+    app.data_spec.cache_clear()
+    app.reference_scores.cache_clear()
+    yield models
+    app.data_spec.cache_clear()
+    app.reference_scores.cache_clear()
+
+
+def test_a_models_spec_is_the_saved_one_else_its_datamodules_else_its_own_sizes(fakes):
+    assert app.data_spec("fake-a") == RGB16  # the registered datamodule's spec
+    assert app.data_spec("fake-b") == GREY28  # the spec saved with the model wins
+    own = app.data_spec("fake-c")
+    assert (own.image_shape, own.levels, own.num_classes, own.name) == ((1, 12, 12), 4, 5, "fake-c")
+    assert "784 pixel values 0..255 or 0..1" in app.anomalies_note("fake-b")
+    assert "square grayscale, side a multiple of 28" in app.walk_note("fake-b")
+    note = app.anomalies_note("fake-a")
+    assert "768 pixel values 0..255 or 0..1" in note and "square colour or grayscale, side a multiple of 16" in note
+    assert "first 64 test images of rgb-16" in note
+
+
+def test_class_lists_show_the_specs_class_names(fakes):
+    assert app.class_choices("fake-a") == [("cat", "0"), ("dog", "1"), ("owl", "2")]
+    assert app.class_choices("fake-c") == [(str(c), str(c)) for c in range(5)]  # no names: the label numbers
+    classes, seen = app.classifier_inputs("fake-a")
+    assert classes["value"] == "2" and seen["label"] == "the image as the model sees it (16x16, 3 channels)"
+    assert app.label_choices("fake-b")["choices"] == [("any", "any")]  # unconditional
+
+
+def test_the_anomaly_reference_is_training_data_of_the_models_own_datamodule(fakes):
+    data = FakeImages(seed=3)
+    data.setup()
+    chosen = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:app.REFERENCE_SIZE]
+    assert torch.equal(app.reference_images("fake-a"), data.images[chosen])  # all 40: fewer than REFERENCE_SIZE
+    assert np.allclose(app.reference_scores("fake-a"), data.images[chosen].flatten(1).sum(1).numpy())
+    assert torch.equal(app.collect_images("fake-a", None, None, None), data.images[40:])  # the test split by default
+    with pytest.raises(ValueError, match="fake-c records no registered datamodule"):
+        app.reference_images("fake-c")
+
+
+def test_scoring_a_drawing_under_a_non_digits_model(fakes):
+    grid, table, chart = app.score_images.__wrapped__("fake-a", None, None, drawing(), 3)
+    assert len(table) == 1 and grid.size == ((16 + 2) * 4, (16 + 2) * 4)  # one 16x16 image, upscaled 64 // 16 times
+    assert set(chart["images"]) == {"training", "yours"}
+
+
+def test_the_reference_of_the_digits_models_is_their_training_split():
+    from zoo.data.digits import digits_split
+
+    train, _ = digits_split("train")
+    chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:app.REFERENCE_SIZE]
+    assert torch.equal(app.reference_images("vae-digits"), train[chosen])
