@@ -424,7 +424,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool | None = None, token
 
 
 def card_metrics(card: str) -> dict[str, float]:
-    """The metrics a model card's YAML header records under model-index (name -> value)."""
+    """The metrics a model card's YAML header records under model-index (name -> value), as zoo.cards writes them."""
     import yaml
 
     if not card.startswith("---\n"):
