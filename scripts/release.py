@@ -56,7 +56,7 @@ torchmetrics' `FrechetInceptionDistance` and `KernelInceptionDistance`, its logi
 predictions the conditional accuracy of class-conditional generators. Retraining it changes every FID in
 the zoo: keep it fixed."""
 
-CLASSIFIER_USAGE = """As the image metrics' feature extractor: `zoo.metrics.load_extractor("digits-classifier")` (frozen, eval mode)."""
+CLASSIFIER_USAGE = """As the image metrics' feature extractor: `zoo.metrics.load_extractor("{name}")` (frozen, eval mode)."""
 
 IMAGE_LIMITS = {
     "vae": "8x8 digits only; a VAE's samples are the mean of p(x|z), smoother than real digits.",
@@ -64,6 +64,8 @@ IMAGE_LIMITS = {
     "diffusion": "8x8 digits only; diffusion has no exact likelihood here (`log_prob` raises); sampling costs one "
                  "UNet call per step (two with guidance != 1).",
     "classifier": "Trained on 1,257 clean 8x8 digits; its features describe digits, not other images.",
+    "mnist-5k-classifier": "Trained on the 4,000 training images of the 5k MNIST subset (28x28); its features "
+                           "describe handwritten digits, not other images.",
 }
 
 GMM_METRICS = """- **log_likelihood**: log P(x) in nats per image of the *discrete* 17-level image: the mixture is a
@@ -223,7 +225,8 @@ def diffusion_hook(name, model, metrics) -> dict[str, Any]:
 
 
 def classifier_hook(name, model, metrics) -> dict[str, Any]:
-    return {"metric_notes": CLASSIFIER_METRICS, "usage": CLASSIFIER_USAGE, "limitations": IMAGE_LIMITS["classifier"]}
+    return {"metric_notes": CLASSIFIER_METRICS, "usage": CLASSIFIER_USAGE.format(name=name),
+            "limitations": IMAGE_LIMITS.get(name, IMAGE_LIMITS["classifier"])}
 
 
 def gmm_hook(name, model, metrics) -> dict[str, Any]:
@@ -296,7 +299,8 @@ def hmm_hook(name, model, metrics) -> dict[str, Any]:
 #: packaged name -> what its card adds to the writer's defaults (fields of zoo.cards.Run)
 HOOKS: dict[str, Callable[[str, Any, dict[str, float]], dict[str, Any]]] = {
     "vae-digits": vae_hook, "cvae-digits": vae_hook, "dcgan-digits": gan_hook, "ddpm-digits": diffusion_hook,
-    "digits-classifier": classifier_hook, "gmm-digits": gmm_hook, "nb-digits": nb_hook,
+    "digits-classifier": classifier_hook, "mnist-5k-classifier": classifier_hook, "gmm-digits": gmm_hook,
+    "nb-digits": nb_hook,
     "gpt-shakespeare-char": gpt_hook, "hmm-shakespeare-char": hmm_hook,
 }
 

@@ -128,6 +128,6 @@ def test_every_cards_usage_example_runs(name):
 
     card = hub.read_card(PRETRAINED[name].packaged)
     example = card.split("## Usage\n\n```python\n", 1)[1].split("```", 1)[0]
-    namespace = {"images": torch.rand(4, 1, 8, 8)}  # what a classifier's example takes
+    namespace = {"images": torch.rand(4, *zoo.load(name).image_shape) if name.endswith("classifier") else None}
     exec(compile(example, f"{name} card", "exec"), namespace)
     assert isinstance(namespace["model"], type(zoo.load(name)))

@@ -23,7 +23,7 @@ def test_list(capsys):
     assert [r["name"] for r in rows] == ["cvae-digits"] and rows[0]["packaged"] and "iwae" in rows[0]["metrics"]
     assert main(["list", "--task", "feature-extractor", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == ["digits-classifier"] and "feature-extractor" in rows[0]["tasks"]
+    assert [r["name"] for r in rows] == ["digits-classifier", "mnist-5k-classifier"] and "feature-extractor" in rows[0]["tasks"]
 
 
 def test_sample_writes_a_png_grid(tmp_path):

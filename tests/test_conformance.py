@@ -105,9 +105,13 @@ def test_golden_slices(name):
         torch.testing.assert_close(out.flatten()[20:26], torch.tensor(expected), atol=2e-4, rtol=0)
 
 
-def test_the_feature_extractor_golden_slice(digits_test):
+def test_the_feature_extractors_golden_slices(digits_test):
+    from zoo.data.images import mnist_5k_split
+
     logits = zoo.load("digits-classifier")(digits_test[0][:1]).flatten()[:5]
     torch.testing.assert_close(logits, torch.tensor([-0.6063, -7.1538, 15.3267, -2.9137, -1.937]), atol=2e-3, rtol=0)
+    logits = zoo.load("mnist-5k-classifier")(mnist_5k_split("test")[0][:1]).flatten()[:5]
+    torch.testing.assert_close(logits, torch.tensor([12.2951, -10.7347, 0.7565, -7.1478, -6.5901]), atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

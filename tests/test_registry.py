@@ -51,7 +51,7 @@ def test_create_builds_an_untrained_model():
 def test_every_packaged_model_is_registered_and_tasks_filter():
     packaged = sorted(p.name for p in (ROOT / "zoo" / "pretrained").iterdir() if (p / "config.json").is_file())
     assert packaged == NAMES
-    assert zoo.list_models(task="feature-extractor") == ["digits-classifier"]
+    assert zoo.list_models(task="feature-extractor") == ["digits-classifier", "mnist-5k-classifier"]
     assert "digits-classifier" in zoo.list_models(task="classifier") and "digits-classifier" not in zoo.list_models(
         task="generator")
     assert isinstance(zoo.load("digits-classifier"), zoo.DigitsClassifier)

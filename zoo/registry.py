@@ -114,6 +114,9 @@ PRETRAINED: dict[str, ModelInfo] = {
         ModelInfo("digits-classifier", "classifier", "digits",
                   "Small convolutional digits classifier, the feature extractor of genzoo's FID/KID/IS",
                   "acc", "test accuracy", tasks=("classifier", "feature-extractor")),
+        ModelInfo("mnist-5k-classifier", "classifier", "mnist-5k",
+                  "The same convolutional classifier on the 5k MNIST (28x28), the feature extractor of its FID/KID/IS",
+                  "acc", "test accuracy", tasks=("classifier", "feature-extractor")),
     ]
 }
 

