@@ -132,7 +132,8 @@ SMOKE_FITS = {
     "gpt-shakespeare-char": "systems/test_gpt_system.py", "gpt-shakespeare-bpe": "systems/test_gpt_system.py",
     "gpt-shakespeare-char-finetune": "systems/test_gpt_system.py",
     "hmm-shakespeare-char": "systems/test_hmm_system.py", "nb-digits": "test_conformance.py",
-    "mnist-5k-classifier": "systems/test_image_systems.py",
+    "mnist-5k-classifier": "systems/test_image_systems.py", "nb-mnist-5k": "data/test_images.py",
+    "gmm-mnist-5k": "data/test_images.py", "vae-mnist-5k": "data/test_images.py",
 }
 
 

@@ -126,3 +126,23 @@ def test_mnist_5k_split_is_fixed_balanced_and_disjoint():
     dm.setup()
     x, y = next(iter(dm.test_dataloader()))
     assert torch.equal(x, parts["test"][0][:100]) and dm.spec.name == "mnist-5k" and dm.spec.levels == 256
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("nb-mnist-5k", []),
+    ("gmm-mnist-5k", ["--trainer.max_epochs", "2", "--model.net.n_components", "2", "--model.init_samples", "200"]),
+    ("vae-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.hidden", "4", "--model.net.latent_dim", "2",
+                      "--model.iwae_k", "2"]),
+])
+def test_the_mnist_5k_recipes_smoke_fit(recipe, extra, tmp_path):
+    from pathlib import Path
+
+    from zoo.cli import run_lightning
+
+    run_lightning(["fit", "--config", str(Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.yaml"),
+                   "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                   "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                   "--trainer.default_root_dir", str(tmp_path), *extra])
+    model = zoo.load(str(tmp_path / "version_0" / "pretrained"))
+    assert model.sample(2, seed=0, **({"labels": 3} if model.sample_conditions() else {})).shape == (2, 1, 28, 28)
+    assert model.extra_config["datamodule"]["name"] == "mnist-5k"
