@@ -134,6 +134,7 @@ SMOKE_FITS = {
     "hmm-shakespeare-char": "systems/test_hmm_system.py", "nb-digits": "test_conformance.py",
     "mnist-5k-classifier": "systems/test_image_systems.py", "nb-mnist-5k": "data/test_images.py",
     "gmm-mnist-5k": "data/test_images.py", "vae-mnist-5k": "data/test_images.py",
+    "ddpm-mnist-5k": "data/test_images.py",
 }
 
 

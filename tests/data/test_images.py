@@ -133,6 +133,7 @@ def test_mnist_5k_split_is_fixed_balanced_and_disjoint():
     ("gmm-mnist-5k", ["--trainer.max_epochs", "2", "--model.net.n_components", "2", "--model.init_samples", "200"]),
     ("vae-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.hidden", "4", "--model.net.latent_dim", "2",
                       "--model.iwae_k", "2"]),
+    ("ddpm-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.base", "8", "--trainer.check_val_every_n_epoch", "1"]),
 ])
 def test_the_mnist_5k_recipes_smoke_fit(recipe, extra, tmp_path):
     from pathlib import Path
