@@ -35,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # -- what only one model's card needs ------------------------------------------------------------
 
-VAE_METRICS = """Likelihoods are in nats per image; pixels are a 17-level categorical, so log p(x) is a true log probability.
+VAE_METRICS = """Likelihoods are in nats per image; pixels are a {levels}-level categorical, so log p(x) is a true log probability.
 
 - **elbo**: evidence lower bound, one posterior sample per image.
-- **iwae**: importance-weighted estimate of log p(x) with k={k:,} samples (Burda et al. 2016), a tighter bound.
+- **iwae**: importance-weighted estimate of log p(x) with k={k:,} samples (Burda et al. 2016), a tighter bound:
+  {bpd:.4f} bits per dimension ({dims:,} pixel values).
 - **recon_nll**: -E_q[log p(x|z)]; **kl**: KL(q(z|x) || p(z)); **recon_mse**: squared error of the mean
   reconstruction in [0, 1] pixel units."""
 
@@ -66,6 +67,8 @@ IMAGE_LIMITS = {
     "classifier": "Trained on 1,257 clean 8x8 digits; its features describe digits, not other images.",
     "mnist-5k-classifier": "Trained on the 4,000 training images of the 5k MNIST subset (28x28); its features "
                            "describe handwritten digits, not other images.",
+    "vae-mnist-5k": "Trained on 4,000 MNIST digits (the 5k subset), 28x28; a VAE's samples are the mean of p(x|z), "
+                    "smoother than real digits.",
 }
 
 GMM_METRICS = """- **log_likelihood**: log P(x) in nats per image of the *discrete* 17-level image: the mixture is a
@@ -210,8 +213,12 @@ def model_args(name: str) -> dict[str, Any]:
 
 
 def vae_hook(name, model, metrics) -> dict[str, Any]:
-    return {"metric_notes": VAE_METRICS.format(k=model_args(name).get("iwae_k", 1000)),
-            "limitations": IMAGE_LIMITS["vae"]}
+    import math
+
+    dims = math.prod(model.image_shape)
+    notes = VAE_METRICS.format(k=model_args(name).get("iwae_k", 1000), levels=model.levels, dims=dims,
+                               bpd=-metrics["iwae"] / (dims * math.log(2)))
+    return {"metric_notes": notes, "limitations": IMAGE_LIMITS.get(name, IMAGE_LIMITS["vae"])}
 
 
 def gan_hook(name, model, metrics) -> dict[str, Any]:
@@ -298,7 +305,7 @@ def hmm_hook(name, model, metrics) -> dict[str, Any]:
 
 #: packaged name -> what its card adds to the writer's defaults (fields of zoo.cards.Run)
 HOOKS: dict[str, Callable[[str, Any, dict[str, float]], dict[str, Any]]] = {
-    "vae-digits": vae_hook, "cvae-digits": vae_hook, "dcgan-digits": gan_hook, "ddpm-digits": diffusion_hook,
+    "vae-digits": vae_hook, "cvae-digits": vae_hook, "vae-mnist-5k": vae_hook, "dcgan-digits": gan_hook, "ddpm-digits": diffusion_hook,
     "digits-classifier": classifier_hook, "mnist-5k-classifier": classifier_hook, "gmm-digits": gmm_hook,
     "nb-digits": nb_hook,
     "gpt-shakespeare-char": gpt_hook, "hmm-shakespeare-char": hmm_hook,
