@@ -13,10 +13,11 @@ def test_tabs_list_the_models_whose_declarations_they_need():
     assert images == [n for n in list_models() if load(n).outputs == "images"]
     assert {"cvae-digits", "ddpm-digits", "dcgan-digits", "gmm-digits", "nb-digits"} <= set(images)
     assert "digits-classifier" not in images  # it outputs labels
-    assert app.models_where(app.walks) == ["cvae-digits", "dcgan-digits", "vae-digits"]
+    assert app.models_where(app.walks) == ["cvae-digits", "dcgan-digits", "vae-digits", "vae-mnist-5k"]
     assert app.models_where(app.continues_prompts) == ["gpt-shakespeare-char"]
     assert app.models_where(app.shows_states) == ["hmm-shakespeare-char"]
-    assert set(app.models_where(app.scores_images)) == {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits"}
+    assert set(app.models_where(app.scores_images)) == {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits",
+                                                        "vae-mnist-5k"}
     assert app.models_where(app.classifies_images) == ["nb-digits"]
 
 
