@@ -36,7 +36,7 @@ class GMM(GenerativeModel):
 
     Args:
         n_components, covariance_type, reg_covar: those of ``GaussianMixture``.
-        image_shape: shape of one image, e.g. [1, 8, 8]; None for plain vectors of ``n_features``.
+        image_shape: shape of one image (C, H, W); with `n_features` also None, both come from the data.
         n_features: dimension of plain vectors (ignored when ``image_shape`` is given).
         levels: number of discrete grey levels of x in [0, 1] (dequantised, see the module docstring);
             None for continuous data.

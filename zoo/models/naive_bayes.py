@@ -35,7 +35,7 @@ class NaiveBayes(GenerativeModel):
     Args:
         kind: the feature model, one of "gaussian", "multinomial", "bernoulli", "categorical".
         num_classes: number of classes.
-        image_shape: shape of one image, e.g. [1, 8, 8] (pixels in [0, 1]).
+        image_shape: shape of one image (C, H, W), pixels in [0, 1]; None: from the data.
         levels: grey levels of the images (symbols of "categorical", counts of "multinomial").
         var_smoothing: "gaussian" only: variance padding, a fraction of the largest pixel variance.
         alpha: additive smoothing of the count models.
