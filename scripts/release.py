@@ -67,6 +67,9 @@ IMAGE_LIMITS = {
     "classifier": "Trained on 1,257 clean 8x8 digits; its features describe digits, not other images.",
     "mnist-5k-classifier": "Trained on the 4,000 training images of the 5k MNIST subset (28x28); its features "
                            "describe handwritten digits, not other images.",
+    "ddpm-mnist-5k": "Trained for 100 epochs (6,300 steps) on 4,000 MNIST digits (the 5k subset), 28x28, on one CPU "
+                     "thread: short for a diffusion model; no exact likelihood here (`log_prob` raises); sampling "
+                     "costs one UNet call per step (two with guidance != 1).",
     "vae-mnist-5k": "Trained on 4,000 MNIST digits (the 5k subset), 28x28; a VAE's samples are the mean of p(x|z), "
                     "smoother than real digits.",
 }
@@ -228,7 +231,7 @@ def gan_hook(name, model, metrics) -> dict[str, Any]:
 
 def diffusion_hook(name, model, metrics) -> dict[str, Any]:
     return {"metric_notes": DIFFUSION_METRICS.format(prediction=model.prediction),
-            "limitations": IMAGE_LIMITS["diffusion"]}
+            "limitations": IMAGE_LIMITS.get(name, IMAGE_LIMITS["diffusion"])}
 
 
 def classifier_hook(name, model, metrics) -> dict[str, Any]:
@@ -305,7 +308,7 @@ def hmm_hook(name, model, metrics) -> dict[str, Any]:
 
 #: packaged name -> what its card adds to the writer's defaults (fields of zoo.cards.Run)
 HOOKS: dict[str, Callable[[str, Any, dict[str, float]], dict[str, Any]]] = {
-    "vae-digits": vae_hook, "cvae-digits": vae_hook, "vae-mnist-5k": vae_hook, "dcgan-digits": gan_hook, "ddpm-digits": diffusion_hook,
+    "vae-digits": vae_hook, "cvae-digits": vae_hook, "vae-mnist-5k": vae_hook, "dcgan-digits": gan_hook, "ddpm-digits": diffusion_hook, "ddpm-mnist-5k": diffusion_hook,
     "digits-classifier": classifier_hook, "mnist-5k-classifier": classifier_hook, "gmm-digits": gmm_hook,
     "nb-digits": nb_hook,
     "gpt-shakespeare-char": gpt_hook, "hmm-shakespeare-char": hmm_hook,

@@ -89,9 +89,10 @@ GOLDEN = {
     "gpt-shakespeare-char": ({"max_new_tokens": 20}, "thablassiony her the"),
     "hmm-shakespeare-char": ({"length": 20}, "l a lowmyuten sepect"),
     "vae-mnist-5k": ({}, [0.0, 0.0, 0.0, 0.0001, 0.2256, 0.9737]),
+    "ddpm-mnist-5k": ({"steps": 5}, [0.5337, 0.0406, 0.9573, 0.9763, 1.0, 0.9317]),
 }
 #: where a slice starts in the flattened samples (default 20): 28x28 digits are blank near the corner
-SLICE_AT = {"vae-mnist-5k": 400}
+SLICE_AT = {"vae-mnist-5k": 400, "ddpm-mnist-5k": 400}
 
 
 def test_every_generator_has_a_golden_slice():
