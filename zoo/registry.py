@@ -221,9 +221,7 @@ def load(name_or_path: str | Path, *, revision: str | None = None):
         return load_checkpoint(hub.open_folder(info.packaged))
     if info is not None and info.repo_id:
         return load_checkpoint(hub.fetch(info.repo_id, revision))
-    if name.strip() and Path(name).is_dir():
-        return load_checkpoint(hub.open_folder(name))
-    if hub.is_repo_id(name):
+    if name.strip() and (Path(name).is_dir() or hub.is_repo_id(name)):
         return load_checkpoint(hub.fetch(name, revision))
     raise ValueError(_unknown("model", name, PRETRAINED) + " (nor is it a model folder or a Hub repo id 'user/name')")
 
