@@ -12,7 +12,12 @@ never from family names: a tab appears only when some pretrained model declares 
 and shows a model's label or sampler controls only when it takes them. What an image input must be
 (shape, channels, pixel levels, classes) comes from the chosen model's data spec (``zoo.data.spec``),
 never from the digits: a page's first view reads the spec of each tab's default model to word its
-notes and fill its class lists. Bad input is a one-line message in the
+notes and fill its class lists. Each image tab opens on the model with the largest images its config records
+(the 28x28 MNIST models before the 8x8 digits), the best test FID of its card among equals. An uploaded image of
+any size and colour is made the chosen model's (C, H, W) as genzoo's image folders are (``zoo.data.images.decode``),
+once its header says it is not a decompression bomb (``checked_image``: nothing is decoded before). Pictures of
+pixels are upscaled a whole number of times and shown at their own size, nearest-neighbour (``picture``).
+Bad input is a one-line message in the
 UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
 listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
 """
@@ -26,10 +31,12 @@ import inspect
 import io
 import json
 import logging
+import math
 import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,7 @@ import torch
 from PIL import Image
 
 import zoo
+from zoo import hub
 from zoo.data.spec import DataSpec
 from zoo.images import make_grid
 
@@ -51,7 +59,7 @@ LIMITS = {
     "walk_steps": 24,  # frames of a latent walk
     "scored": 64,  # images scored per request (CSV rows, files and the drawing)
     "upload": "1mb",  # any uploaded file
-    "image_side": 512,  # pixels a side of an uploaded image (or the data's own side, if larger)
+    "image_pixels": 4096 * 4096,  # pixels of an uploaded image, read from its header before anything is decoded
     "diffusion_steps": 250,  # denoising steps per request
     "tokens": 500,  # new tokens per text request
     "prompt_chars": 2000,  # characters of a prompt
@@ -64,8 +72,14 @@ CONCURRENCY, QUEUE_SIZE = 2, 64
 DEMO_IWAE_K = 32
 #: training images scored for the reference distribution of the Anomalies tab
 REFERENCE_SIZE = 128
-#: on-screen pixels of an image's longer side in each kind of picture (images are upscaled a whole number of times)
+#: on-screen pixels of an image's longer side in each kind of picture (images are upscaled a whole number of times,
+#: nearest-neighbour: 8x8 digits 8x in a grid, 28x28 digits 3x)
 TILE = {"grid": 64, "small": 48, "large": 128}
+#: the largest picture (width, height) shown at its own size: a grid that would be larger is upscaled fewer times,
+#: so that the browser never resamples (blurs) it
+DISPLAY = (760, 720)
+#: the page's style: pictures of pixels stay pixels (nearest-neighbour) wherever the browser scales them
+CSS = ".pixels img { image-rendering: pixelated; }"
 #: classes listed by the Classifier tab (the most probable first)
 TOP_CLASSES = 10
 #: the class the Classifier tab samples first (the model's last class, if it has fewer)
@@ -196,9 +210,27 @@ def classifies_images(cls: type) -> bool:
     return makes_images(cls) and hasattr(cls, "predict_proba") and any(c.name == "labels" for c in cls.conditions)
 
 
-def preferred(names: list[str], first: str) -> list[str]:
-    """`names` with `first` (the tab's default model) moved to the front when present."""
-    return sorted(names, key=lambda n: n != first)
+@functools.cache
+def recorded_shape(name: str) -> tuple[int, ...] | None:
+    """The image shape (C, H, W) that pretrained `name`'s packaged config.json records in its data spec, read
+    without loading the model; None when it records none (or is not packaged)."""
+    folder = zoo.model_info(name).packaged
+    saved = hub.open_folder(folder).config.get("data_spec") if folder is not None else None
+    return DataSpec.from_json(saved, f"{name}: data_spec").image_shape if saved else None
+
+
+def preferred(names: list[str]) -> list[str]:
+    """`names` with the tab's default model first: the one on the largest images its config records (28x28
+    digits before 8x8 ones), then the best test FID its card records; the others keep their order."""
+    if not names:
+        return names
+
+    def rank(name: str) -> tuple[float, float]:
+        shape = recorded_shape(name)
+        return -(math.prod(shape) if shape else 0), zoo.model_info(name).card_metrics().get("fid", math.inf)
+
+    first = min(names, key=rank)  # the first of equals, in registry order
+    return [first, *(n for n in names if n != first)]
 
 
 def card_line(name: str) -> str:
@@ -343,14 +375,33 @@ def save_png(image: Image.Image, stem: str) -> str:
     return str(path)
 
 
-def scale_for(images: torch.Tensor, tile: str) -> int:
-    """How many times to upscale `images` (N, C, H, W) so that each shows about TILE[tile] pixels a side."""
-    return max(1, TILE[tile] // max(images.shape[-2:]))
+def scale_for(images: torch.Tensor, tile: str, nrow: int | None = None) -> int:
+    """How many times to upscale `images` (N, C, H, W), tiled `nrow` to a row as ``make_grid`` tiles them, so that
+    each shows at least TILE[tile] pixels a side, unless the grid would then outgrow DISPLAY."""
+    n, _, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    width, height = nrow * (w + 1) + 1, math.ceil(n / nrow) * (h + 1) + 1  # make_grid's, 1-pixel gaps
+    return max(1, min(math.ceil(TILE[tile] / max(h, w)), DISPLAY[0] // width, DISPLAY[1] // height))
+
+
+def picture(images: torch.Tensor, tile: str, nrow: int | None = None) -> Image.Image:
+    """`images` (N, C, H, W) in [0, 1] as one grid, `nrow` to a row, each pixel a square of whole screen pixels
+    (``scale_for``): shown at its own size in an output of class "pixels", so 8x8 and 28x28 digits stay sharp."""
+    return make_grid(images, nrow=nrow, scale=scale_for(images, tile, nrow))
+
+
+def pixel_output(label: str, **kwargs: Any) -> gr.Image:
+    """An output picture of pixels: a PNG shown at its own size (no fixed height to shrink it into),
+    nearest-neighbour wherever the browser scales it (CSS)."""
+    kwargs.setdefault("type", "pil")
+    if kwargs["type"] == "pil":
+        kwargs.setdefault("format", "png")
+    return gr.Image(label=label, interactive=False, elem_classes=["pixels"], **kwargs)
 
 
 def save_gif(frames: torch.Tensor, stem: str) -> str:
     """An animated GIF of `frames` (T, C, H, W) in [0, 1], played forth and back."""
-    scale = scale_for(frames, "large")
+    scale = scale_for(frames[:1], "large")
     pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
     loop = pictures + pictures[-2:0:-1]
     path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.gif"
@@ -385,10 +436,13 @@ def values_text(spec: DataSpec) -> str:
 
 
 def upload_text(spec: DataSpec) -> str:
-    """What an uploaded image must be, as the tabs' notes say it ("square grayscale, side a multiple of 28")."""
+    """What an uploaded image becomes, as the tabs' notes say it ("any image, made 28x28 grayscale ...")."""
     c, h, w = image_shape(spec)
-    colours = "grayscale" if c == 1 else "colour or grayscale"
-    return f"square {colours}, side a multiple of {h}" if h == w else f"{colours}, {w}x{h} or a whole multiple"
+    if h != w:
+        return f"uploads are not read for {w}x{h} images (only square ones are resized): draw one or give a CSV"
+    colours = "grayscale" if c == 1 else "RGB"
+    return (f"any image, made {w}x{h} {colours}: shorter side resized, centre crop; at most "
+            f"{LIMITS['image_pixels']:,} pixels")
 
 
 def quantise(pixels: np.ndarray, spec: DataSpec) -> torch.Tensor:
@@ -425,40 +479,93 @@ def drawn_image(sketch: Any, spec: DataSpec) -> torch.Tensor | None:
     return quantise(np.repeat(small[None, None], c, axis=1), spec)
 
 
+def checked_image(source: str | Path | io.BytesIO, name: str) -> Image.Image:
+    """The image file `source`, opened lazily (PIL reads its header, not its pixels) and checked: at most
+    LIMITS["image_pixels"] pixels, else a ValueError before a byte is decoded (a small PNG can declare 13000x13000
+    pixels: a decompression bomb). Close it, or decode it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, against our own cap
+            image = Image.open(source)
+    except Image.DecompressionBombError:  # PIL's own cap, twice Image.MAX_IMAGE_PIXELS
+        raise ValueError(f"{name} declares more than the {LIMITS['image_pixels']:,} pixels the demo decodes "
+                         f"(a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError):
+        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP or WebP)") from None
+    width, height = image.size
+    if width * height > LIMITS["image_pixels"]:
+        image.close()
+        raise ValueError(f"{name} is {width}x{height} pixels, more than the {LIMITS['image_pixels']:,} the demo "
+                         f"decodes (a decompression bomb?)")
+    return image
+
+
 def uploaded_image(path: str, spec: DataSpec) -> torch.Tensor:
-    """An uploaded image file -> (1, C, H, W): the images' size or a whole multiple of it (for 28x28 data, 28x28 or
-    56x56), averaged down.
+    """An uploaded image file of any size -> (1, C, H, W), read as genzoo's image folders are
+    (``zoo.data.images.decode``): grayscale or RGB as the data are, shorter side resized, centre crop, once its
+    header has passed ``checked_image``.
 
     Grayscale data is bright ink on a dark ground: an image like that (our PNG grids) is taken as it is, dark ink
-    on light paper is inverted. Colour data takes the image's colours (a grayscale image in every channel).
+    on light paper is inverted; a colour image is taken by its luma. Colour data takes the image's colours (a
+    grayscale image in every channel).
     """
     c, h, w = image_shape(spec)
     if c not in (1, 3):
         raise ValueError(f"the demo reads grayscale or RGB images; this model's data ({spec.name}) have {c} channels")
+    if h != w:
+        raise ValueError(f"the demo resizes uploads to square images only; this model's data ({spec.name}) are "
+                         f"{size_text(spec)}: draw one, or give a CSV")
     name = Path(path).name
+    checked_image(path, name).close()
+    from zoo.data.images import decode  # imports Lightning: once, on the first upload
+
     try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP or WebP)") from None
-    width, height = image.size
-    k, cap = width // w, max(LIMITS["image_side"], h, w)
-    if width % w or height % h or height // h != k or max(width, height) > cap:
-        shape = (f"a square image whose side is a multiple of {h} ({h}x{h} up to {cap}x{cap})" if h == w else
-                 f"an image of {w}x{h} pixels or a whole multiple of that (up to {cap} pixels a side)")
-        raise ValueError(f"{name} must be {shape}, got {width}x{height}")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    if c == 1:
-        if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 0.05:
-            raise ValueError(f"{name} must be a grayscale image (the model's data, {spec.name}, are), "
-                             f"got a colour image")
-        pixels = rgb.mean(axis=2)[None]  # (1, height, width)
-        if pixels.mean() > 0.5:  # dark ink on light paper
-            pixels = 1 - pixels
-    else:
-        pixels = rgb.transpose(2, 0, 1)  # (3, height, width)
-    small = pixels.reshape(c, h, k, w, k).mean(axis=(2, 4))
-    return quantise(small[None], spec)
+        pixels = decode(Path(path), h, c).astype(np.float32) / 255  # (C, H, W)
+    except (OSError, ValueError, SyntaxError):
+        raise ValueError(f"{name} is not a readable image file (PNG, JPEG, GIF, BMP or WebP)") from None
+    if c == 1 and pixels.mean() > 0.5:  # dark ink on light paper
+        pixels = 1 - pixels
+    return quantise(pixels[None], spec)
+
+
+def refuse_bombs(source: str | Path | io.BytesIO | None, name: str | None) -> None:
+    """``checked_image`` for Gradio's own preprocessing: a bad image is one line in the UI (gr.Error)."""
+    if source is not None:
+        try:
+            checked_image(source, name or "the image").close()
+        except ValueError as e:
+            raise gr.Error(_message(e), print_exception=False) from None
+
+
+class ImageInput(gr.Image):
+    """An image upload (type "filepath") whose header is checked before Gradio opens the file: Gradio's own PIL
+    check lets through bombs of up to 179 million pixels, and refuses larger ones with no message."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the browser's component is gr.Image's
+
+    get_block_class = get_block_name
+
+    def preprocess(self, payload: Any) -> Any:
+        refuse_bombs(getattr(payload, "path", None), getattr(payload, "orig_name", None))
+        return super().preprocess(payload)
+
+
+class SketchpadInput(gr.Sketchpad):
+    """gr.Sketchpad whose images are checked from their header before Gradio decodes them (it always does, whatever
+    its type): an API call may send any PNG as the drawing."""
+
+    def get_block_name(self) -> str:
+        return "imageeditor"  # the browser's component is gr.ImageEditor's
+
+    get_block_class = get_block_name
+
+    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            refuse_bombs(io.BytesIO(file), "the drawing")
+        elif file is not None:
+            refuse_bombs(file.path, "the drawing")
+        return super().convert_and_format_image(file, flatten_on_white)
 
 
 def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
@@ -533,7 +640,7 @@ def generate_images(name: str, n: float, seed: float, label: str, steps: float, 
     if "progress" in takes:
         conditions["progress"] = False
     images = m.sample(n, seed=seed, **conditions)
-    grid = make_grid(images, nrow=nrow, scale=scale_for(images, "grid"))
+    grid = picture(images, "grid", nrow)
     return grid, save_png(grid, f"{name}-seed{seed}")
 
 
@@ -548,7 +655,7 @@ def image_controls(name: str):
 
 
 def images_tab() -> None:
-    names = preferred(models_where(makes_images), "cvae-digits")
+    names = preferred(models_where(makes_images))
     with gr.Tab("Images", id="images"):
         name = tab_header(names, f"Up to {LIMITS['images']} samples per request (diffusion: up to "
                                  f"{LIMITS['diffusion_steps']} sampler steps); the same seed gives the same images. "
@@ -565,8 +672,7 @@ def images_tab() -> None:
                 sampler = gr.Radio(["ddim", "ddpm"], value="ddim", label="sampler (diffusion)", visible=False)
                 button = gr.Button("Generate", variant="primary", elem_id="images-generate")
             with gr.Column(scale=2):
-                grid = gr.Image(type="pil", format="png", label="samples", elem_id="images-grid", interactive=False,
-                                height=320)
+                grid = pixel_output("samples", elem_id="images-grid")
                 download = gr.File(label="PNG download", interactive=False)
         on_model(name, image_controls, [label, steps, guidance, sampler])
         button.click(generate_images, [name, n, seed, label, steps, guidance, sampler], [grid, download],
@@ -600,7 +706,7 @@ def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: st
                              f"uploaded images")
         z0, z1 = (m.latent(s) for s in seeds)
         frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
-    strip = make_grid(frames, nrow=steps, scale=scale_for(frames, "small"))
+    strip = picture(frames, "small", steps)
     return strip, save_gif(frames, f"{name}-walk")
 
 
@@ -610,7 +716,7 @@ def walk_note(name: str) -> str:
 
 
 def walk_tab() -> None:
-    names = preferred(models_where(walks), "vae-digits")
+    names = preferred(models_where(walks))
     with gr.Tab("Latent walk", id="walk"):
         name = tab_header(names, walk_note)
         with gr.Row():
@@ -622,12 +728,14 @@ def walk_tab() -> None:
                 label = class_label_input()
                 on_model(name, label_choices, label)
                 with gr.Row():
-                    image_a = gr.Image(type="filepath", image_mode=None, label="image A (optional)", sources=["upload"])
-                    image_b = gr.Image(type="filepath", image_mode=None, label="image B (optional)", sources=["upload"])
+                    image_a = ImageInput(type="filepath", image_mode=None, label="image A (optional)",
+                                         sources=["upload"])
+                    image_b = ImageInput(type="filepath", image_mode=None, label="image B (optional)",
+                                         sources=["upload"])
                 button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
             with gr.Column(scale=2):
-                strip = gr.Image(type="pil", format="png", label="interpolation", interactive=False, height=200)
-                gif = gr.Image(type="filepath", label="animated GIF", interactive=False, height=240)
+                strip = pixel_output("interpolation", elem_id="walk-strip")
+                gif = pixel_output("animated GIF", type="filepath")
         button.click(latent_walk, [name, seed_a, seed_b, steps, label, image_a, image_b], [strip, gif],
                      api_name="latent_walk")
 
@@ -806,11 +914,11 @@ def mixtures_tab() -> None:
                 seed = seed_input()
                 button = gr.Button("Fit", variant="primary", elem_id="mixtures-fit")
             with gr.Column(scale=2):
-                picture = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
+                plot = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
                 summary = gr.Markdown()
                 bic = gr.LinePlot(x="K", y="BIC", label="BIC for K = 1..10 (lower is better)", x_title="K",
                                   y_title="BIC")
-        button.click(mixtures, [data, csv_file, n, k, covariance, seed], [picture, bic, summary], api_name="mixtures")
+        button.click(mixtures, [data, csv_file, n, k, covariance, seed], [plot, bic, summary], api_name="mixtures")
 
 
 # -- Sequences ---------------------------------------------------------------------------------
@@ -924,7 +1032,7 @@ def score_images(name: str, csv_file: str | None, images: list[str] | None, sket
     x = collect_images(name, csv_file, images, sketch)
     scores = anomaly_scores(m, x)
     order = np.argsort(-scores)[:top]
-    grid = make_grid(x[order], nrow=min(len(order), 8), scale=scale_for(x, "grid"))
+    grid = picture(x[order], "grid", min(len(order), 8))
     reference = reference_scores(name)
     table = [[int(i), round(float(scores[i]), 2), round(float((reference < scores[i]).mean() * 100), 1)] for i in order]
     return grid, table, histogram(reference, scores)
@@ -963,19 +1071,19 @@ def anomalies_note(name: str) -> str:
 
 
 def anomalies_tab() -> None:
-    names = preferred(models_where(scores_images), "vae-digits")
+    names = preferred(models_where(scores_images))
     with gr.Tab("Anomalies", id="anomalies"):
         name = tab_header(names, anomalies_note, label="density model")
         with gr.Row():
             with gr.Column(scale=1):
                 csv_file = gr.File(label="images CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
                 images = gr.File(label="image files (optional)", file_count="multiple", file_types=["image"],
-                                 type="filepath")
-                sketch = gr.Sketchpad(label="draw one (optional)", canvas_size=(256, 256), type="numpy")
+                                 type="filepath", elem_id="anomalies-files")  # Gradio never opens them: we do
+                sketch = SketchpadInput(label="draw one (optional)", canvas_size=(256, 256), type="numpy")
                 top = gr.Slider(1, LIMITS["scored"], value=8, step=1, label="show the most unusual")
                 button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
             with gr.Column(scale=2):
-                grid = gr.Image(type="pil", format="png", label="most unusual first", interactive=False, height=240)
+                grid = pixel_output("most unusual first", elem_id="anomalies-grid")
                 table = gr.Dataframe(headers=["image #", "score (nats)", "percentile among training images"],
                                      label="scores", interactive=False)
                 chart = gr.BarPlot(x="score", y="fraction", color="images", label="score distribution",
@@ -999,7 +1107,7 @@ def classify(name: str, sketch: Any, upload: str | None):
             raise ValueError("draw an image (or upload one) first")
     probs = m.predict_proba(x)[0]  # (classes,)
     names = spec.class_names or ()
-    return (make_grid(x, nrow=1, scale=scale_for(x, "large")),
+    return (picture(x, "large", 1),
             {names[c] if c < len(names) else str(c): float(p) for c, p in enumerate(probs.tolist())})
 
 
@@ -1012,7 +1120,7 @@ def class_samples(name: str, label: str, n: float, seed: float):
         raise ValueError("choose a class to sample")
     n = as_int(n, "number of samples", 1, LIMITS["images"])
     images = m.sample(n, seed=as_int(seed, "seed", 0, 2**31 - 1), labels=chosen)
-    return make_grid(images, nrow=min(n, 8), scale=scale_for(images, "small"))
+    return picture(images, "small", min(n, 8))
 
 
 def classifier_note(name: str) -> str:
@@ -1030,16 +1138,16 @@ def classifier_inputs(name: str) -> tuple[dict, dict]:
 
 
 def classifier_tab() -> None:
-    names = models_where(classifies_images)
+    names = preferred(models_where(classifies_images))
     with gr.Tab("Classifier", id="classifier"):
         name = tab_header(names, classifier_note)
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = gr.Sketchpad(label="draw an image", canvas_size=(256, 256), type="numpy")
-                upload = gr.Image(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
+                sketch = SketchpadInput(label="draw an image", canvas_size=(256, 256), type="numpy")
+                upload = ImageInput(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
                 button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
             with gr.Column(scale=1):
-                seen = gr.Image(type="pil", format="png", label="the image as the model sees it", interactive=False)
+                seen = pixel_output("the image as the model sees it")
                 probabilities = gr.Label(num_top_classes=TOP_CLASSES, label="class probabilities",
                                          elem_id="classifier-label")
         with gr.Row():
@@ -1050,7 +1158,7 @@ def classifier_tab() -> None:
                 seed = seed_input()
                 sample = gr.Button("Sample this class", elem_id="classifier-sample")
             with gr.Column(scale=1):
-                samples = gr.Image(type="pil", format="png", label="samples of p(x | y)", interactive=False, height=260)
+                samples = pixel_output("samples of p(x | y)")
         on_model(name, classifier_inputs, [label, seen])
         button.click(classify, [name, sketch, upload], [seen, probabilities], api_name="classify")
         sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
@@ -1088,7 +1196,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, block: 
     """Serve `app` on host:port (localhost by default: pass host="0.0.0.0" to expose it)."""
     return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                       max_file_size=LIMITS["upload"], allowed_paths=card_folders(), show_error=False,
-                      footer_links=["api"])
+                      footer_links=["api"], css=CSS)
 
 
 def main(host: str = "127.0.0.1", port: int = 7860) -> None:

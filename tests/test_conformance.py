@@ -90,9 +90,11 @@ GOLDEN = {
     "hmm-shakespeare-char": ({"length": 20}, "l a lowmyuten sepect"),
     "vae-mnist-5k": ({}, [0.0, 0.0, 0.0, 0.0001, 0.2256, 0.9737]),
     "ddpm-mnist-5k": ({"steps": 5}, [0.5337, 0.0406, 0.9573, 0.9763, 1.0, 0.9317]),
+    "gmm-mnist-5k": ({}, [1.0, 0.5804, 1.0, 0.0, 0.0, 0.0]),
+    "nb-mnist-5k": ({}, [1.0, 0.3014, 1.0, 0.0149, 0.2216, 0.0]),
 }
 #: where a slice starts in the flattened samples (default 20): 28x28 digits are blank near the corner
-SLICE_AT = {"vae-mnist-5k": 400, "ddpm-mnist-5k": 400}
+SLICE_AT = {"vae-mnist-5k": 400, "ddpm-mnist-5k": 400, "gmm-mnist-5k": 400, "nb-mnist-5k": 400}
 
 
 def test_every_generator_has_a_golden_slice():
@@ -139,7 +141,9 @@ SMOKE_FITS = {
     "hmm-shakespeare-char": "systems/test_hmm_system.py", "nb-digits": "test_conformance.py",
     "mnist-5k-classifier": "systems/test_image_systems.py", "nb-mnist-5k": "data/test_images.py",
     "gmm-mnist-5k": "data/test_images.py", "vae-mnist-5k": "data/test_images.py",
-    "ddpm-mnist-5k": "data/test_images.py",
+    "ddpm-mnist-5k": "data/test_images.py", "dcgan-mnist-5k": "data/test_images.py",
+    "ddpm-imagefolder": "data/test_images.py", "vae-imagefolder": "data/test_images.py",
+    "dcgan-imagefolder": "data/test_images.py",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``genzoo`` command line: list | fit | validate | test | sample | eval | push | demo.
+"""The ``genzoo`` command line: list | fit | validate | test | sample | eval | score | push | demo.
 
 ``fit``/``validate``/``test`` are LightningCLI with YAML recipes; the others are light
 (no Lightning import) so that sampling a packaged model takes a second or two.
@@ -111,6 +111,18 @@ SAMPLE_FLAGS = {"label": "labels", "prompt": "prompt", "max_new_tokens": "max_ne
                 "top_p": "top_p", "length": "length"}
 
 
+def class_label(model, name: str, label: str) -> int:
+    """--label as a class id: an integer, or one of the class names the model's data spec saved ("cat")."""
+    names = list((getattr(model, "extra_config", {}).get("data_spec") or {}).get("class_names") or [])
+    if label in names:
+        return names.index(label)
+    try:
+        return int(label)
+    except ValueError:
+        known = f"one of {', '.join(names)} or their ids 0..{len(names) - 1}" if names else "an integer class id"
+        raise ValueError(f"--label {label!r}: {name} takes {known}") from None
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
@@ -125,6 +137,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if args.device:
         model = on_device(model, args.device)
     options = {key: getattr(args, flag) for flag, key in SAMPLE_FLAGS.items() if getattr(args, flag) is not None}
+    if "labels" in options:
+        options["labels"] = class_label(model, args.name, options["labels"])
     nrow = args.nrow
     if "labels" not in options and "labels" in model.sample_conditions():  # one column per class
         options["labels"] = torch.arange(args.n) % model.num_classes
@@ -203,6 +217,83 @@ def recipe_datamodule(path: str):
     return cls(**(data.get("init_args") or {}))
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    """Anomaly scores of DATA under a model (zoo.anomaly.Detector) as a CSV: id, score (and label)."""
+    import csv
+
+    from zoo.anomaly import Detector, model_kind
+
+    detector = Detector(args.model, contamination=0.1 if args.contamination is None else args.contamination,
+                        per_dimension=args.per_dimension, random_state=args.seed)
+    trained = detector.model_
+    shape = tuple(trained.image_shape) if trained is not None and model_kind(trained) == "images" else None
+    data, ids = read_score_data(args.data, "DATA", shape, args.image_size, args.channels)
+    fit_data = data if args.fit is None else read_score_data(args.fit, "--fit", shape or (
+        tuple(data.shape[1:]) if getattr(data, "ndim", 0) == 4 else None), args.image_size, args.channels)[0]
+    detector.fit(fit_data)
+    scores = detector.decision_scores_ if args.fit is None else detector.decision_function(data)
+    labels = (scores > detector.threshold_).astype(int) if args.contamination is not None else None
+    out = Path(args.out)
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "score"] + (["label"] if labels is not None else []))
+        for i, item in enumerate(ids):
+            writer.writerow([item, repr(float(scores[i]))] + ([int(labels[i])] if labels is not None else []))
+    summary = f"wrote {len(ids)} scores of {args.model} to {out} (higher = more anomalous)"
+    if labels is not None:
+        summary += (f"; threshold {detector.threshold_:.4g} at contamination {args.contamination}: "
+                    f"{int(labels.sum())} labelled anomalous")
+    print(summary)
+
+
+def read_score_data(path: str, name: str, image_shape: tuple | None, image_size: int | None,
+                    channels: int | None):
+    """(data, ids) of `path`: a .npy table (N, D) or images (N, C, H, W) (uint8 divided by 255), a .csv table
+    (a header row allowed), a folder of images (decoded to the model's shape or --image-size/--channels), or a
+    text file of one item per line (blank lines skipped)."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{name} {path!r} does not exist")
+    if p.is_dir():
+        from zoo.data.images import decode, find_images
+
+        files, _ = find_images(p)
+        if not files:
+            raise ValueError(f"{name} {path!r} holds no images (PNG, JPEG, BMP, WebP, GIF)")
+        c, size = (image_shape[0], image_shape[1]) if image_shape else (channels or 1, image_size)
+        if size is None:
+            raise ValueError(f"{name} {path!r}: give --image-size (this model takes no image shape of its own)")
+        images = np.stack([decode(f, size, c) for f in files]).astype(np.float32) / 255
+        return images, [str(f.relative_to(p)) for f in files]
+    if p.suffix == ".npy":
+        try:
+            array = np.load(p, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"{name} {path!r} is not a plain numeric .npy array ({e})") from None
+        if array.dtype == np.uint8 and array.ndim in (3, 4):
+            array = array.astype(np.float32) / 255
+        if array.ndim == 3:  # (N, H, W): one channel
+            array = array[:, None]
+        return array, [str(i) for i in range(len(array))]
+    if p.suffix == ".csv":
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            [float(v) for v in lines[0].split(",")] if lines else None
+        except ValueError:
+            lines = lines[1:]  # a header row
+        try:
+            table = np.array([[float(v) for v in line.split(",")] for line in lines])
+        except ValueError as e:
+            raise ValueError(f"{name} {path!r}: every row must be comma-separated numbers ({e})") from None
+        if table.ndim != 2:
+            raise ValueError(f"{name} {path!r}: rows must have the same number of values")
+        return table, [str(i) for i in range(len(table))]
+    numbered = [(i + 1, line) for i, line in enumerate(p.read_text(encoding="utf-8").splitlines()) if line.strip()]
+    return [line for _, line in numbered], [str(i) for i, _ in numbered]
+
+
 def cmd_push(args: argparse.Namespace) -> None:
     from zoo import hub
     from zoo.registry import PRETRAINED
@@ -259,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="pretrained name (genzoo list), model folder or Hub repo id")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same samples")
-    p.add_argument("--label", type=int, help="class label for conditional models (default: one column per class)")
+    p.add_argument("--label", help="class of conditional models: an id, or a class name the model saved (an image "
+                                   "folder's subfolder, e.g. cat); default: one column per class")
     p.add_argument("--out", help="output file: a PNG grid for images (default samples.png), or a .npz of the "
                                  "arrays (images (N, C, H, W) in [0, 1], and labels for conditional models: "
                                  "synthetic training data); text models print their samples and also write them "
@@ -290,6 +382,26 @@ def build_parser() -> argparse.ArgumentParser:
                                     "data); default: the registered datamodule the model's config.json names")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("score", help="write anomaly scores of data to a CSV",
+                       description="Score DATA for anomalies (higher = more unusual) under a model and write a CSV "
+                                   "of id, score (and label with --contamination). MODEL is a pretrained name, model "
+                                   "folder or Hub repo id, or a family (gmm, nb, vae, diffusion, hmm) trained on "
+                                   "the --fit data (default: DATA itself, the unsupervised setting).")
+    p.add_argument("model", help="pretrained name, model folder, Hub repo id, or a family name to train")
+    p.add_argument("data", help="a .npy table (N, D) or images (N, C, H, W), a .csv table, a folder of images, "
+                                "or a text file with one item per line")
+    p.add_argument("--out", default="scores.csv", help="the CSV to write (default scores.csv)")
+    p.add_argument("--contamination", type=float, help="expected fraction of anomalies in (0, 0.5]: adds a label "
+                                                       "column, 1 above the (1 - contamination) quantile of the "
+                                                       "--fit data's scores")
+    p.add_argument("--fit", help="normal data to train the family on / set the threshold with (default: DATA)")
+    p.add_argument("--per-dimension", action="store_true", help="image scores per pixel value instead of the total")
+    p.add_argument("--image-size", type=int, help="side images of a folder are decoded to (default: the model's)")
+    p.add_argument("--channels", type=int, help="1 (grey) or 3 (RGB) for a folder of images (default: the model's, "
+                                                "else 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of training and stochastic scores (default 0)")
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub",
                        description="Upload a pretrained name or model folder to the Hub (needs `hf auth login`).")
     p.add_argument("name_or_dir", help="pretrained name or model folder (config.json + model.safetensors + README.md)")
@@ -309,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        run_lightning(argv)
+        try:
+            run_lightning(argv)
+        except (ValueError, FileNotFoundError) as e:  # bad input found during the run: one line, what was saved stays
+            print(f"genzoo {argv[0]}: error: {e}", file=sys.stderr)
+            return 2
         return 0
     args = build_parser().parse_args(argv)
     try:

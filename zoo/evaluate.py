@@ -83,7 +83,10 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
     if spec is None and "data_spec" in model.extra_config:
         spec = DataSpec.from_json(model.extra_config["data_spec"])
     if model.outputs == "images" and spec is not None and spec.feature_extractor is not None:
-        metrics.update(image_metrics(system, datamodule, spec.feature_extractor, split, seed))
+        from zoo.metrics import metric_extractor
+
+        extractor = metric_extractor(datamodule) if hasattr(datamodule, "spec") else spec.feature_extractor
+        metrics.update(image_metrics(system, datamodule, extractor, split, seed))
     return metrics, spec
 
 
@@ -92,7 +95,7 @@ def _images(loader: DataLoader) -> torch.Tensor:
     return torch.cat([batch[0] for batch in DataLoader(loader.dataset, batch_size=500, shuffle=False)])
 
 
-def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, extractor: str, split: str,
+def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, extractor: str | torch.nn.Module, split: str,
                   seed: int) -> dict[str, float]:
     """FID/KID/IS (+ cond_acc) of N_GENERATED samples against `split`, and the real-data floor (floor_*)."""
     from zoo.metrics import generator_metrics, real_data_floor

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import hub
+from zoo.data.spec import FOLDER_CLASSIFIER
 
 @dataclass(frozen=True)
 class Family:
@@ -48,6 +49,9 @@ DATAMODULES: dict[str, str] = {
     "text": "zoo.data.text:TextDataModule",
     "char-sequences": "zoo.data.sequences:CharSequenceDataModule",
     "mnist-5k": "zoo.data.images:Mnist5kDataModule",
+    "mnist": "zoo.data.downloads:MnistDataModule",
+    "fashion-mnist": "zoo.data.downloads:FashionMnistDataModule",
+    "cifar-10": "zoo.data.downloads:Cifar10DataModule",
 }
 
 #: what a pretrained name is for (``list_models(task=...)``)
@@ -123,6 +127,12 @@ PRETRAINED: dict[str, ModelInfo] = {
         ModelInfo("mnist-5k-classifier", "classifier", "mnist-5k",
                   "The same convolutional classifier on the 5k MNIST (28x28), the feature extractor of its FID/KID/IS",
                   "acc", "test accuracy", tasks=("classifier", "feature-extractor")),
+        ModelInfo("gmm-mnist-5k", "gmm", "mnist-5k",
+                  "Gaussian mixture, 20 diagonal components over the 784 pixels of the 5k MNIST, dequantised",
+                  "log_likelihood", "test log P(x), nats"),
+        ModelInfo("nb-mnist-5k", "nb", "mnist-5k",
+                  "Gaussian naive Bayes classifier of the 5k MNIST, 28x28 (samples any digit 0-9)",
+                  "accuracy", "test accuracy", tasks=("generator", "classifier")),
     ]
 }
 
@@ -236,7 +246,8 @@ def load_checkpoint(checkpoint: hub.Checkpoint):
     if family is not None and family not in FAMILIES:
         raise checkpoint.error(hub.CONFIG_NAME, "family: " + _unknown("family", family, FAMILIES))
     extractor = config.get("data_spec", {}).get("feature_extractor")
-    if extractor is not None and (extractor not in PRETRAINED or "feature-extractor" not in PRETRAINED[extractor].tasks):
+    if extractor not in (None, FOLDER_CLASSIFIER) and (
+            extractor not in PRETRAINED or "feature-extractor" not in PRETRAINED[extractor].tasks):
         raise checkpoint.error(hub.CONFIG_NAME, "data_spec.feature_extractor: "
                                + _unknown("feature extractor", extractor, list_models(task="feature-extractor")))
     model_cls = architecture_class(config["architecture"], source=checkpoint.folder / hub.CONFIG_NAME)

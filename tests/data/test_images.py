@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import numpy as np
@@ -134,6 +135,8 @@ def test_mnist_5k_split_is_fixed_balanced_and_disjoint():
     ("vae-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.hidden", "4", "--model.net.latent_dim", "2",
                       "--model.iwae_k", "2"]),
     ("ddpm-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.base", "8", "--trainer.check_val_every_n_epoch", "1"]),
+    ("dcgan-mnist-5k", ["--trainer.max_epochs", "1", "--model.net.hidden", "4", "--model.net.latent_dim", "4",
+                        "--trainer.check_val_every_n_epoch", "1"]),
 ])
 def test_the_mnist_5k_recipes_smoke_fit(recipe, extra, tmp_path):
     from pathlib import Path
@@ -147,3 +150,60 @@ def test_the_mnist_5k_recipes_smoke_fit(recipe, extra, tmp_path):
     model = zoo.load(str(tmp_path / "version_0" / "pretrained"))
     assert model.sample(2, seed=0, **({"labels": 3} if model.sample_conditions() else {})).shape == (2, 1, 28, 28)
     assert model.extra_config["datamodule"]["name"] == "mnist-5k"
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("ddpm-imagefolder", ["--model.net.base", "8"]),
+    ("vae-imagefolder", ["--model.net.hidden", "4", "--model.net.latent_dim", "2", "--model.iwae_k", "2"]),
+    ("dcgan-imagefolder", ["--model.net.hidden", "4", "--model.net.latent_dim", "4"]),
+])
+def test_the_imagefolder_recipes_train_sample_and_evaluate_on_your_folder(recipe, extra, tmp_path, capsys):
+    """The README's steps: fit a recipe on a folder of RGB PNGs (FID from the folder's own classifier), then
+    `genzoo sample --label NAME` and `genzoo eval --config` on the exported model."""
+    from pathlib import Path
+
+    from zoo.cli import main
+
+    root = write_folder(tmp_path / "pets", per_class=10)
+    config = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.yaml"
+    assert main(["fit", "--config", str(config), "--data.root", str(root), "--data.image_size", "16",
+                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.check_val_every_n_epoch", "1",
+                 "--trainer.callbacks.n", "20", "--trainer.enable_progress_bar", "false",
+                 "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+                 *extra]) == 0
+    run = tmp_path / "runs" / "version_0"
+    logged = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "val/fid" in logged and "val/is" in logged  # the folder-classifier's FID of the quality callback
+    model = zoo.load(str(run / "pretrained"))
+    assert model.extra_config["data_spec"]["feature_extractor"] == "folder-classifier"
+    assert model.sample(2, seed=0).shape == (2, 3, 16, 16)
+    options = ["--label", "dog"] if model.sample_conditions() else []
+    assert main(["sample", str(run / "pretrained"), "--n", "4", "--out", str(tmp_path / "grid.png"), *options]) == 0
+    assert (tmp_path / "grid.png").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(run / "pretrained"), "--config", str(run / "config.yaml"), "--json"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads(out[out.index("{"):])
+    assert metrics["feature_extractor"].startswith("folder-classifier") and metrics["fid"] > 0 < metrics["floor_fid"]
+
+
+def test_fine_tuning_on_a_folder_of_another_shape_is_one_line_naming_both(tmp_path, capsys):
+    from pathlib import Path
+
+    from zoo.cli import main
+
+    root = write_folder(tmp_path / "pets", per_class=4)
+    config = Path(__file__).resolve().parents[2] / "recipes" / "ddpm-imagefolder.yaml"
+    assert main(["fit", "--config", str(config), "--data.root", str(root), "--model.init_from", "ddpm-mnist-5k",
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("genzoo fit: error: init_from='ddpm-mnist-5k' was trained on image_size=28, channels=1, "
+                          "num_classes=10, but the data 'pets' has image_size=32, channels=3, num_classes=2")
+    assert not (tmp_path / "runs" / "version_0" / "pretrained").exists()
+
+
+def test_a_label_name_the_model_does_not_know_is_one_line(tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(["sample", "ddpm-mnist-5k", "--label", "cat", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--label 'cat': ddpm-mnist-5k takes one of 0, 1, 2" in capsys.readouterr().err

@@ -1,11 +1,14 @@
-"""One real demo server for the demo tests: `genzoo demo` in a subprocess, on a free local port."""
+"""One real demo server for the demo tests: `genzoo demo` in a subprocess, on a free local port; and a
+decompression bomb to upload to it."""
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 
 import pytest
 
@@ -34,8 +37,8 @@ def wait_until_serving(url: str, process: subprocess.Popen, limit: float) -> flo
 
 
 @pytest.fixture(scope="session")
-def demo_server(tmp_path_factory):
-    """(url, seconds to start) of `genzoo demo --port P`, stopped after the session; its log in demo.log.
+def demo_process(tmp_path_factory):
+    """(process, url, seconds to start) of `genzoo demo --port P`, stopped after the session; its log in demo.log.
 
     It runs outside the checkout, as the `genzoo` console script does: the CLI finds demo/app.py itself.
     """
@@ -49,7 +52,7 @@ def demo_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}/"
     try:
         startup = wait_until_serving(url, process, STARTUP_LIMIT_S)
-        yield url, startup
+        yield process, url, startup
     finally:
         process.terminate()
         try:
@@ -60,7 +63,41 @@ def demo_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_server(demo_process):
+    """(url, seconds to start) of the demo server."""
+    return demo_process[1:]
+
+
+@pytest.fixture(scope="session")
 def client(demo_server):
     from gradio_client import Client
 
     return Client(demo_server[0], verbose=False)
+
+
+BOMB_SIDE = 13000  # pixels a side: 169 million, under PIL's own refusal (179 million), above the demo's cap
+
+
+def write_bomb_png(path, side: int = BOMB_SIDE):
+    """A valid PNG of side x side black 1-bit pixels: about 20 KB on disk, 169 MB once decoded to grayscale."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb_png(tmp_path_factory):
+    """The path (str) of a decompression bomb: bomb.png, 13000x13000 pixels in about 20 KB."""
+    return str(write_bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png"))
+
+
+@pytest.fixture(scope="session")
+def huge_bomb_png(tmp_path_factory):
+    """A bomb of 20000x20000 pixels (400 million), which PIL's own check refuses as it opens it."""
+    return str(write_bomb_png(tmp_path_factory.mktemp("bomb") / "huge.png", side=20000))

@@ -3,6 +3,7 @@
 Set GENZOO_DEMO_SCREENSHOT=docs/demo.png to refresh the README's screenshot.
 """
 
+import math
 import os
 import re
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
+
+from zoo.cli import load_demo
+
+app = load_demo()
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
@@ -28,14 +33,31 @@ def page(demo_server):
 
 def test_generate_images_in_the_browser(page, tmp_path):
     expect(page.get_by_role("tab", name="Images")).to_be_visible(timeout=30_000)
+    default = app.preferred(app.models_where(app.makes_images))[0]
+    assert app.recorded_shape(default) == (1, 28, 28)  # the tab opens on a 28x28 model
     page.locator("#images-generate").click()
     grid = page.locator("#images-grid img")
-    expect(grid).to_be_visible(timeout=30_000)
-    size = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", grid.element_handle())
-    assert size == [(10 * 9 + 1) * 8, (2 * 9 + 1) * 8]  # cvae-digits: 16 samples, a column per class, x8
+    expect(grid).to_be_visible(timeout=60_000)
+    shown = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight, img.getBoundingClientRect().width, "
+                          "img.getBoundingClientRect().height, getComputedStyle(img).imageRendering]",
+                          grid.element_handle())
+    cols = app.conditional(app.model(default)) or 4  # 16 samples: a column per class, else 4x4
+    scale = min(3, 760 // (cols * 29 + 1))
+    assert shown[:2] == [(cols * 29 + 1) * scale, (math.ceil(16 / cols) * 29 + 1) * scale]
+    assert shown[2:4] == shown[:2] and shown[4] == "pixelated"  # at its own size, never smoothed
     shot = Path(os.environ.get("GENZOO_DEMO_SCREENSHOT") or tmp_path / "demo.png")
     page.screenshot(path=str(shot), full_page=False)
     assert Image.open(shot).size == (1280, 900)
+
+
+def test_a_decompression_bomb_is_one_line_in_the_browser(page, bomb_png):
+    page.get_by_role("tab", name="Anomalies").click()
+    page.locator("#anomalies-files input[type=file]").set_input_files(bomb_png)
+    expect(page.locator("#anomalies-files").get_by_text("bomb.png")).to_be_visible(timeout=30_000)  # uploaded
+    page.locator("#anomalies-score").click()
+    message = page.get_by_text(re.compile(r"^bomb.png is 13000x13000 pixels, more than the 16,777,216 the demo "
+                                          r"decodes \(a decompression bomb\?\)$"))
+    expect(message).to_be_visible(timeout=30_000)
 
 
 def test_generate_text_in_the_browser(page, tmp_path):

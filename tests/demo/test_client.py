@@ -9,8 +9,11 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from zoo.cli import load_demo
 from zoo.data.digits import digits_split
 from zoo.registry import PRETRAINED
+
+app = load_demo()
 
 
 def grid_size(cols: int, rows: int, scale: int, side: int = 8) -> tuple[int, int]:
@@ -23,8 +26,9 @@ def pixels(path: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def digit_files(tmp_path_factory):
-    """Test digits as files: an 8x8 PNG, a 32x32 PNG (x4), a colour image, a non-square image, a CSV."""
+def digit_files(tmp_path_factory, bomb_png):
+    """Test digits as files: an 8x8 PNG, a 32x32 PNG (x4), a colour image, a non-square image, a CSV, a text file
+    named .png and a decompression bomb (a 20 KB PNG of 13000x13000 pixels)."""
     folder = tmp_path_factory.mktemp("digits")
     x, _ = digits_split("test")
     grey = (x[:, 0].numpy() * 255).round().astype(np.uint8)  # (N, 8, 8)
@@ -44,6 +48,9 @@ def digit_files(tmp_path_factory):
     files["csv"].write_text("\n".join(",".join(map(str, r)) for r in [[f"p{i}" for i in range(64)], *rows]) + "\n")
     files["bad_csv"] = folder / "bad.csv"
     files["bad_csv"].write_text("1,2,3\n4,5,6\n")
+    files["text"] = folder / "text.png"
+    files["text"].write_text("not an image")
+    files["bomb"] = bomb_png
     return {k: str(v) for k, v in files.items()}
 
 
@@ -57,7 +64,8 @@ def test_serves_quickly_with_every_available_tab(demo_server, client):
 
 def test_model_cards_are_linked_and_served(demo_server):
     page = urllib.request.urlopen(demo_server[0] + "config", timeout=10).read().decode()
-    card = (PRETRAINED["cvae-digits"].packaged / "README.md").as_posix()
+    default = app.preferred(app.models_where(app.makes_images))[0]
+    card = (PRETRAINED[default].packaged / "README.md").as_posix()
     assert f"/gradio_api/file={card}" in page  # the Images tab's first line links the default model's card
     served = urllib.request.urlopen(demo_server[0] + f"gradio_api/file={card}", timeout=10).read().decode()
     assert served.startswith("---") and "model-index" in served
@@ -145,14 +153,18 @@ def test_latent_walk_between_uploaded_digits(client, digit_files):
     strip, _ = client.predict("vae-digits", 0, 1, 6, "any", handle_file(digit_files["digit0"]),
                               handle_file(digit_files["big"]), api_name="/latent_walk")
     assert Image.open(strip).size == grid_size(6, 1, 6)
+    strip, _ = client.predict("vae-digits", 0, 1, 6, "any", handle_file(digit_files["colour"]),
+                              handle_file(digit_files["oblong"]), api_name="/latent_walk")  # made 8x8 grayscale
+    assert Image.open(strip).size == grid_size(6, 1, 6)
 
 
 @pytest.mark.parametrize("args, message", [
     (("vae-digits", 0, 1, 1, "any", None, None), "Value 1 is less than minimum value 2"),
     (("cvae-digits", 0, 1, 5, "any", None, None), "conditional: choose a class label"),
     (("vae-digits", 0, 1, 5, "any", "digit0", None), "upload two images"),
-    (("vae-digits", 0, 1, 5, "any", "colour", "digit0"), "must be a grayscale image"),
-    (("vae-digits", 0, 1, 5, "any", "oblong", "digit0"), "must be a square image .* got 16x8"),
+    (("vae-digits", 0, 1, 5, "any", "text", "digit0"), r"^text.png is not an image file"),
+    (("vae-digits", 0, 1, 5, "any", "digit0", "bomb"), r"^bomb.png is 13000x13000 pixels, more than the 16,777,216 "
+                                                       r"the demo decodes \(a decompression bomb\?\)$"),
     (("dcgan-digits", 0, 1, 5, "3", "digit0", "digit1"), "a GAN has no encoder"),
 ])
 def test_latent_walk_bad_input(client, digit_files, args, message):
@@ -290,8 +302,8 @@ def test_classifier_samples_a_class_and_refuses_bad_input(client, digit_files):
     assert Image.open(grid).size == grid_size(8, 2, 6)
     with pytest.raises(AppError, match="draw an image"):
         client.predict("nb-digits", None, None, api_name="/classify")
-    with pytest.raises(AppError, match="must be a grayscale image"):
-        client.predict("nb-digits", None, handle_file(digit_files["colour"]), api_name="/classify")
+    with pytest.raises(AppError, match="bomb.png is 13000x13000 pixels"):
+        client.predict("nb-digits", None, handle_file(digit_files["bomb"]), api_name="/classify")
 
 
 def test_anomalies_under_the_gmm(client, digit_files):

@@ -58,38 +58,41 @@ def test_a_drawing_keeps_its_aspect_on_a_wide_spec():
     assert (x > 0).any(0).sum() >= 12  # spanning most of the width
 
 
-def test_an_upload_is_averaged_down_to_the_spec_in_colour(tmp_path):
+def test_an_upload_of_any_size_is_read_as_image_folders_are_in_colour(tmp_path):
+    from zoo.data.images import decode
+
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # twice 16x16, bright on average: kept as is
-    Image.fromarray(pixels).save(tmp_path / "photo.png")
-    x = app.uploaded_image(str(tmp_path / "photo.png"), RGB16)
-    expected = pixels.astype(np.float32).reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)) / 255
-    assert x.shape == (1, 3, 16, 16) and on_levels(x, 256)
-    assert np.allclose(x[0].permute(1, 2, 0).numpy(), expected, atol=0.5 / 255 + 1e-6)
+    for size in [(32, 32), (50, 30), (7, 9)]:  # twice the spec, oblong (centre crop), smaller (upscaled)
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)  # bright on average: kept as is
+        Image.fromarray(pixels).save(tmp_path / "photo.png")
+        x = app.uploaded_image(str(tmp_path / "photo.png"), RGB16)
+        assert x.shape == (1, 3, 16, 16) and on_levels(x, 256)
+        assert torch.equal(x[0], torch.tensor(decode(tmp_path / "photo.png", 16, 3)).float() / 255)
 
 
 def test_a_grayscale_upload_on_a_28x28_spec(tmp_path):
     ink = np.zeros((56, 56), np.uint8)
-    ink[10:46, 26:30] = 255
+    ink[8:48, 18:38] = 255
     Image.fromarray(255 - ink).save(tmp_path / "paper.png")  # dark ink on light paper: inverted
     x = app.uploaded_image(str(tmp_path / "paper.png"), GREY28)
     assert x.shape == (1, 1, 28, 28) and on_levels(x, 256)
     assert x[0, 0, 14, 14] == 1 and x[0, 0, 0, 0] == 0
-    Image.new("L", (30, 30)).save(tmp_path / "odd.png")
-    with pytest.raises(ValueError, match=r"^odd.png must be a square image whose side is a multiple of 28 "
-                                         r"\(28x28 up to 512x512\), got 30x30$"):
-        app.uploaded_image(str(tmp_path / "odd.png"), GREY28)
-    Image.new("RGB", (28, 28), (255, 0, 0)).save(tmp_path / "red.png")
-    with pytest.raises(ValueError, match=r"red.png must be a grayscale image \(the model's data, grey-28, are\)"):
-        app.uploaded_image(str(tmp_path / "red.png"), GREY28)
+    Image.new("L", (30, 30), 255).save(tmp_path / "odd.png")  # not a multiple of 28: resized all the same
+    assert torch.equal(app.uploaded_image(str(tmp_path / "odd.png"), GREY28), torch.zeros(1, 1, 28, 28))
+    Image.new("RGB", (40, 84), (255, 0, 0)).save(tmp_path / "red.png")  # colour on a grayscale spec: its luma
+    red = app.uploaded_image(str(tmp_path / "red.png"), GREY28)
+    assert torch.equal(red, torch.full((1, 1, 28, 28), 76 / 255))
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"^text.png is not an image file \(PNG, JPEG, GIF, BMP or WebP\)$"):
+        app.uploaded_image(str(tmp_path / "text.png"), GREY28)
 
 
-def test_an_upload_on_a_wide_spec_names_its_size(tmp_path):
+def test_uploads_on_a_wide_spec_are_refused_with_what_to_do(tmp_path):
     Image.new("L", (32, 16), 0).save(tmp_path / "ok.png")
-    assert app.uploaded_image(str(tmp_path / "ok.png"), WIDE).shape == (1, 1, 8, 16)
-    Image.new("L", (16, 16), 0).save(tmp_path / "square.png")
-    with pytest.raises(ValueError, match=r"must be an image of 16x8 pixels or a whole multiple .* got 16x16"):
-        app.uploaded_image(str(tmp_path / "square.png"), WIDE)
+    with pytest.raises(ValueError, match=r"resizes uploads to square images only; this model's data \(wide\) are "
+                                         r"16x8: draw one, or give a CSV"):
+        app.uploaded_image(str(tmp_path / "ok.png"), WIDE)
+    assert "uploads are not read for 16x8 images" in app.upload_text(WIDE)
 
 
 def test_csv_rows_hold_c_h_w_values_on_the_data_scale(tmp_path):
@@ -189,9 +192,9 @@ def test_a_models_spec_is_the_saved_one_else_its_datamodules_else_its_own_sizes(
     own = app.data_spec("fake-c")
     assert (own.image_shape, own.levels, own.num_classes, own.name) == ((1, 12, 12), 4, 5, "fake-c")
     assert "784 pixel values 0..255 or 0..1" in app.anomalies_note("fake-b")
-    assert "square grayscale, side a multiple of 28" in app.walk_note("fake-b")
+    assert "any image, made 28x28 grayscale: shorter side resized, centre crop" in app.walk_note("fake-b")
     note = app.anomalies_note("fake-a")
-    assert "768 pixel values 0..255 or 0..1" in note and "square colour or grayscale, side a multiple of 16" in note
+    assert "768 pixel values 0..255 or 0..1" in note and "any image, made 16x16 RGB" in note
     assert "first 64 test images of rgb-16" in note
 
 

@@ -9,16 +9,24 @@ app = load_demo()
 
 
 def test_tabs_list_the_models_whose_declarations_they_need():
+    """Each tab lists every pretrained model whose declarations it needs (new models appear by themselves)."""
     images = app.models_where(app.makes_images)
     assert images == [n for n in list_models() if load(n).outputs == "images"]
-    assert {"cvae-digits", "ddpm-digits", "dcgan-digits", "gmm-digits", "nb-digits"} <= set(images)
-    assert "digits-classifier" not in images  # it outputs labels
-    assert app.models_where(app.walks) == ["cvae-digits", "dcgan-digits", "vae-digits", "vae-mnist-5k"]
+    assert {"cvae-digits", "ddpm-digits", "dcgan-digits", "gmm-digits", "nb-digits", "vae-mnist-5k",
+            "ddpm-mnist-5k"} <= set(images)
+    assert "digits-classifier" not in images and "mnist-5k-classifier" not in images  # they output labels
+    walks = app.models_where(app.walks)
+    assert walks == [n for n in images if hasattr(load(n), "interpolate")]
+    assert {"cvae-digits", "dcgan-digits", "vae-digits", "vae-mnist-5k"} <= set(walks)
+    assert "ddpm-digits" not in walks and "gmm-digits" not in walks
     assert app.models_where(app.continues_prompts) == ["gpt-shakespeare-char"]
     assert app.models_where(app.shows_states) == ["hmm-shakespeare-char"]
-    assert set(app.models_where(app.scores_images)) == {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits",
-                                                        "vae-mnist-5k"}
-    assert app.models_where(app.classifies_images) == ["nb-digits"]
+    scores = app.models_where(app.scores_images)
+    assert scores == [n for n in images if load(n).has_log_prob()]
+    assert {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits", "vae-mnist-5k"} <= set(scores)
+    assert "dcgan-digits" not in scores and "ddpm-digits" not in scores  # no density
+    classifiers = app.models_where(app.classifies_images)
+    assert "nb-digits" in classifiers and all(hasattr(load(n), "predict_proba") for n in classifiers)
 
 
 @pytest.mark.parametrize("name, visible", [

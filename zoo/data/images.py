@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.checks import check_int
-from zoo.data.spec import DataSpec
+from zoo.data.spec import FOLDER_CLASSIFIER, DataSpec
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SPLITS = ("train", "val", "test")
@@ -140,13 +140,23 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size, num_workers: the loaders'.
         cache_bytes: keep the decoded uint8 images in memory up to this size (default 2 GiB); above it every
             read decodes the file again.
-        feature_extractor: a registered feature extractor for FID/KID/IS on these images (None: no FID).
+        feature_extractor: the network behind FID/KID/IS on these images: "auto" (default) trains a small
+            classifier on the folder's labels (``"folder-classifier"``: zoo.metrics.fit_classifier, seeded, the
+            same network every time) when it has two or more classes, else no FID (the training run says so in
+            one line); or a registered extractor's name (``genzoo list --task feature-extractor``, e.g.
+            ``"mnist-5k-classifier"`` for a folder of 28x28 grey digits); or None for no FID.
     """
 
     def __init__(self, root: str, image_size: int = 32, channels: int = 3, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, seed: int = 0, batch_size: int = 64, num_workers: int = 0,
-                 cache_bytes: int = 2 << 30, feature_extractor: str | None = None):
+                 cache_bytes: int = 2 << 30, feature_extractor: str | None = "auto"):
         super().__init__()
+        if feature_extractor not in ("auto", None):
+            from zoo.registry import _unknown, list_models
+
+            known = [FOLDER_CLASSIFIER, *list_models(task="feature-extractor")]
+            if feature_extractor not in known:
+                raise ValueError(_unknown("feature_extractor", feature_extractor, ["auto", *known]))
         check_int("image_size", image_size, 4, 1024)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
@@ -157,6 +167,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.save_hyperparameters()
         self.datasets = {}
         self.class_names: list[str] = []
+        self._classifier = None
 
     def _listing(self) -> dict[str, tuple[list[Path], list[int]]]:
         """Files and labels of each split: the folder's own train/val/test, or a seeded split of all."""
@@ -208,6 +219,33 @@ class ImageFolderDataModule(ImageDataModule):
             x = torch.from_numpy(np.stack(images))
             self.datasets[split] = _Uint8Images(x, torch.tensor(kept))
 
+    def _extractor_name(self) -> str | None:
+        chosen = self.hparams.feature_extractor
+        if chosen == "auto":
+            return FOLDER_CLASSIFIER if len(self.class_names) > 1 else None
+        return chosen
+
+    def metric_extractor(self):
+        """The extractor of this folder's FID/KID/IS: its own classifier (trained once, on the training split)
+        or the registered one named, or None."""
+        from zoo.metrics import fit_classifier
+
+        name = self.spec.feature_extractor
+        if name != FOLDER_CLASSIFIER:
+            return name
+        if self._classifier is None:
+            train = self.datasets["train"]
+            if isinstance(train, _Uint8Images):
+                images, labels = train.images, train.labels
+            else:  # streamed from disk: a seeded subset that fits the cache budget
+                per_image = self.hparams.channels * self.hparams.image_size ** 2
+                keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.hparams.seed))
+                keep = keep[:max(2, self.hparams.cache_bytes // (4 * per_image))]
+                images = torch.stack([train[int(i)][0] for i in keep])
+                labels = torch.tensor([train.labels[int(i)] for i in keep])
+            self._classifier = fit_classifier(images, labels, seed=self.hparams.seed)
+        return self._classifier
+
     @property
     def spec(self) -> DataSpec:
         self.setup()
@@ -216,7 +254,7 @@ class ImageFolderDataModule(ImageDataModule):
                         image_shape=(h.channels, h.image_size, h.image_size),
                         num_classes=len(names) if len(names) > 1 else None,
                         class_names=tuple(names) if len(names) > 1 else None, levels=256,
-                        feature_extractor=h.feature_extractor,
+                        feature_extractor=self._extractor_name(),
                         description=f"images of the folder {Path(h.root).name!r}, {h.image_size}x{h.image_size} "
                                     f"{'RGB' if h.channels == 3 else 'grey'}, "
                                     f"{len(self.datasets['train'])} / {len(self.datasets['val'])} / "

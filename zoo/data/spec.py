@@ -15,6 +15,9 @@ from typing import Any, Literal
 from zoo.checks import check_args
 
 KINDS = ("image", "text", "sequence", "tabular")
+#: the feature_extractor of a dataset whose datamodule trains its own on its labels (an image folder's,
+#: zoo.metrics.fit_classifier): rebuilt from the data wherever the metrics run, never loaded from a file
+FOLDER_CLASSIFIER = "folder-classifier"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class DataSpec:
         vocab: the characters of a character-level sequence dataset (symbol i = vocab[i]).
         vocab_size: tokens of a text dataset's tokenizer.
         n_features: values per row of a tabular dataset.
-        feature_extractor: the registered feature extractor (a pretrained name) of its image metrics.
+        feature_extractor: the registered feature extractor (a pretrained name) of its image metrics, or
+            ``FOLDER_CLASSIFIER`` (the datamodule trains one on its labels).
     """
 
     kind: Literal["image", "text", "sequence", "tabular"]

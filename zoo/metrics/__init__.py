@@ -3,9 +3,10 @@
     from zoo.metrics import generator_metrics, real_data_floor
 """
 
-from zoo.metrics.features import ClassifierFeatures, check_extractor, load_extractor
+from zoo.metrics.features import (FOLDER_CLASSIFIER, ClassifierFeatures, check_extractor, fit_classifier, load_extractor,
+                                  metric_extractor)
 from zoo.metrics.image import (ImageMetrics, conditional_accuracy, generate, generator_metrics, inception_metrics,
                                real_data_floor)
 
-__all__ = ["ClassifierFeatures", "ImageMetrics", "check_extractor", "conditional_accuracy", "load_extractor",
+__all__ = ["FOLDER_CLASSIFIER", "ClassifierFeatures", "fit_classifier", "metric_extractor", "ImageMetrics", "check_extractor", "conditional_accuracy", "load_extractor",
            "generate", "generator_metrics", "inception_metrics", "real_data_floor"]

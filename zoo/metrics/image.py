@@ -39,8 +39,9 @@ class ImageMetrics(nn.Module):
     """FID, KID and IS from torchmetrics around one feature extractor; ``update(x, real)`` then ``compute()``.
 
     Args:
-        extractor: a registered feature extractor's name (``DataSpec.feature_extractor``): its penultimate
-            features feed FID and KID, its logits the Inception Score. Or pass both modules instead:
+        extractor: a registered feature extractor's name (``DataSpec.feature_extractor``) or a classifier (an
+            image folder's own, ``fit_classifier``): its penultimate features feed FID and KID, its logits the
+            Inception Score. Or pass both modules instead:
         features: the extractor for FID and KID; its ``num_features`` sets the metric state, and a
             mismatched output size is a ValueError.
         logits: the extractor for the Inception Score.
@@ -48,7 +49,7 @@ class ImageMetrics(nn.Module):
         kid_subsets, is_splits: torchmetrics' averaging (KID subsets; IS splits).
     """
 
-    def __init__(self, extractor: str | None = None, *, image_shape: tuple[int, ...],
+    def __init__(self, extractor: str | nn.Module | None = None, *, image_shape: tuple[int, ...],
                  features: nn.Module | None = None, logits: nn.Module | None = None,
                  kid_subsets: int = 50, is_splits: int = 10):
         super().__init__()
@@ -108,7 +109,7 @@ def _batches(images: Tensor, size: int = 500):
 
 
 @torch.no_grad()
-def real_data_floor(train: Tensor, real: Tensor, extractor: str | None = None, metrics: ImageMetrics | None = None,
+def real_data_floor(train: Tensor, real: Tensor, extractor: str | nn.Module | None = None, metrics: ImageMetrics | None = None,
                     seed: int = 0) -> dict[str, float]:
     """FID/KID/IS of the training images (as if generated) against `real`: the floor a perfect generator reaches."""
     metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
@@ -135,7 +136,7 @@ def generate(model: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
 
 
 @torch.no_grad()
-def generator_metrics(model: nn.Module, real: Tensor, extractor: str | None = None, n: int = 2000, seed: int = 0,
+def generator_metrics(model: nn.Module, real: Tensor, extractor: str | nn.Module | None = None, n: int = 2000, seed: int = 0,
                       sample_kwargs: dict[str, Any] | None = None, metrics: ImageMetrics | None = None) -> dict[str, float]:
     """FID/KID/IS of `n` seeded samples of `model` against the `real` images (N, C, H, W) in [0, 1].
 

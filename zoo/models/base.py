@@ -55,6 +55,14 @@ def image_data_args(spec: Any, init_args: dict[str, Any], *, levels: bool = Fals
     return out
 
 
+class DataMismatch(ValueError):
+    """A built model's sizes disagree with the data's; ``wrong`` maps each size to (the model's, the data's)."""
+
+    def __init__(self, message: str, wrong: dict[str, tuple[Any, Any]]):
+        super().__init__(message)
+        self.wrong = wrong
+
+
 class GenerativeModel(nn.Module):
     """Base class: ``sample``, ``log_prob``, ``score``, ``save_pretrained``, ``from_pretrained``, ``push_to_hub``.
 
@@ -102,11 +110,12 @@ class GenerativeModel(nn.Module):
         a size given that disagrees with the data is a ValueError naming it."""
         wanted = self.data_args(spec, self.init_args)
         given = {k: self.init_args.get(k) for k in wanted}
-        wrong = [f"{k}={v!r} but the data has {wanted[k]!r}" for k, v in given.items()
-                 if v is not None and v != FROM_DATA and _plain(v) != _plain(wanted[k])]
+        wrong = {k: (v, wanted[k]) for k, v in given.items()
+                 if v is not None and v != FROM_DATA and _plain(v) != _plain(wanted[k])}
         if wrong:
-            raise ValueError(f"{type(self).__name__} does not fit the data {spec.name!r}: {'; '.join(wrong)} "
-                             "(leave data-derived sizes out of the recipe: the data sets them)")
+            raise DataMismatch(f"{type(self).__name__} does not fit the data {spec.name!r}: "
+                               f"{'; '.join(f'{k}={v!r} but the data has {w!r}' for k, (v, w) in wrong.items())} "
+                               "(leave data-derived sizes out of the recipe: the data sets them)", wrong)
         filled = {k: w for k, w in wanted.items() if given[k] is None or given[k] == FROM_DATA}
         if not filled:
             return self

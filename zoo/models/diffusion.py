@@ -34,6 +34,7 @@ from zoo.models.contract import LABELS, Option
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 SAMPLERS = ("ddim", "ddpm")
+SPACINGS = ("linspace", "leading", "trailing")
 
 # -- the noise schedule: a plain config object --------------------------------------------------
 
@@ -58,14 +59,16 @@ class NoiseSchedule:
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ValueError(f"schedule needs 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
-    def alphas_cumprod(self) -> Tensor:
+    def betas(self) -> Tensor:
+        """β_t for t = 0..T-1, float64 (what diffusers' schedulers take as ``trained_betas``)."""
         if self.kind == "linear":
-            betas = torch.linspace(self.beta_start, self.beta_end, self.timesteps, dtype=torch.float64)
-            return torch.cumprod(1 - betas, 0).float()
+            return torch.linspace(self.beta_start, self.beta_end, self.timesteps, dtype=torch.float64)
         s, steps = 0.008, torch.arange(self.timesteps + 1, dtype=torch.float64) / self.timesteps
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
-        betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
-        return torch.cumprod(1 - betas, 0).float()
+        return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+    def alphas_cumprod(self) -> Tensor:
+        return torch.cumprod(1 - self.betas(), 0).float()
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -77,6 +80,10 @@ class DDPM(GenerativeModel):
     Args:
         image_size, channels: the image shape (image_size divisible by 2^(len(channel_mults)-1)).
         base, channel_mults, dropout: the UNet (zoo.layers.unet.UNet).
+        attention_heads: 0 for a purely convolutional UNet; else self-attention with this many heads at the
+            lowest resolution, where it helps (global context at the cheapest size): after the residual block
+            of the lowest down level, the middle and the lowest up level. The lowest width,
+            ``base * channel_mults[-1]``, must divide by it.
         num_classes: None for unconditional; else labels 0..num_classes-1 and a null class for guidance.
         schedule: a NoiseSchedule as a dict, e.g. {"kind": "cosine", "timesteps": 1000}.
         prediction: what the network predicts, "eps" (the noise) or "v" (√ᾱ·ε - √(1-ᾱ)·x0).
@@ -100,7 +107,8 @@ class DDPM(GenerativeModel):
     def __init__(self, image_size: int | None = None, channels: int | None = None, base: int = 32,
                  channel_mults: list[int] = (1, 2), dropout: float = 0.0,
                  num_classes: int | Literal["data"] | None = None, schedule: dict[str, Any] | None = None,
-                 prediction: str = "eps", guidance: float = 1.0, ema_decay: float = 0.999):
+                 prediction: str = "eps", guidance: float = 1.0, ema_decay: float = 0.999,
+                 attention_heads: int = 0):
         """Sizes left None come from the data; ``num_classes``: None unconditional, "data" the data's classes."""
         for name, value, low in [("image_size", image_size, 2), ("channels", channels, 1), ("base", base, 8)]:
             if value is not None or name == "base":
@@ -112,6 +120,10 @@ class DDPM(GenerativeModel):
         if image_size is not None and image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(f"image_size {image_size} must be divisible by 2^{len(channel_mults) - 1} "
                              f"(one halving per extra entry of channel_mults)")
+        check_int("attention_heads", attention_heads, 0, 64)
+        if attention_heads and base * channel_mults[-1] % attention_heads:
+            raise ValueError(f"attention_heads {attention_heads} must divide the lowest width "
+                             f"base * channel_mults[-1] = {base * channel_mults[-1]}")
         check_num_classes(num_classes)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -120,12 +132,13 @@ class DDPM(GenerativeModel):
         self.schedule = NoiseSchedule(**(schedule or {}))
         super().__init__(image_size=image_size, channels=channels, base=base, channel_mults=channel_mults,
                          dropout=dropout, num_classes=num_classes, schedule=asdict(self.schedule),
-                         prediction=prediction, guidance=self._check_guidance(float(guidance)), ema_decay=ema_decay)
+                         prediction=prediction, guidance=self._check_guidance(float(guidance)), ema_decay=ema_decay,
+                         attention_heads=attention_heads)
         self.image_shape = (channels, image_size, image_size)
         self.num_classes, self.prediction, self.guidance, self.ema_decay = num_classes, prediction, guidance, ema_decay
         if self.pending:
             return
-        self.unet = UNet(channels, base, tuple(channel_mults), num_classes, dropout)
+        self.unet = UNet(channels, base, tuple(channel_mults), num_classes, dropout, attention_heads)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)  # the weights sampling uses
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod(), persistent=False)  # (T,)
 
@@ -188,9 +201,22 @@ class DDPM(GenerativeModel):
         eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()  # consistent with the clipped x0
         return eps, x0
 
-    def timesteps(self, steps: int) -> list[int]:
-        """`steps` evenly spaced timesteps from T-1 down to 0 (DDIM's respacing)."""
-        return torch.linspace(self.schedule.timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
+    def timesteps(self, steps: int, spacing: str = "linspace") -> list[int]:
+        """`steps` timesteps, descending, that a sampler visits (DDIM's respacing).
+
+        spacing "linspace" (what ``sample`` uses): evenly from T-1 down to 0. "leading": k·(T // steps) for
+        k = steps-1..0, diffusers' default (its DDIMScheduler's ``timestep_spacing``), which never visits T-1.
+        "trailing": round(T - k·T/steps) - 1 for k = 0..steps-1, which starts at T-1 (Lin et al. 2024).
+        """
+        T = self.schedule.timesteps
+        check_int("steps", steps, 1, T)
+        if spacing == "linspace":
+            return torch.linspace(T - 1, 0, steps).round().long().unique_consecutive().tolist()
+        if spacing == "leading":
+            return [k * (T // steps) for k in range(steps - 1, -1, -1)]
+        if spacing == "trailing":
+            return [round(T - k * T / steps) - 1 for k in range(steps)]
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int | None, labels: Tensor | None, steps: int, guidance: float | None,
@@ -208,10 +234,20 @@ class DDPM(GenerativeModel):
             labels = torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
         x = torch.randn(n, *self.image_shape, generator=gen, device=self.device)  # x_T
         eta = 0.0 if sampler == "ddim" else 1.0
-        ts = self.timesteps(steps)
-        for i, t in enumerate(_progress(ts, progress, f"{sampler} sampling")):
-            x = self._step(x, t, ts[i + 1] if i + 1 < len(ts) else -1, labels, guidance, eta, gen)
+        x = self.denoise(x, self.timesteps(steps), labels=labels, guidance=guidance, eta=eta, generator=gen,
+                         progress=progress, desc=f"{sampler} sampling")
         return (x + 1) / 2
+
+    @torch.no_grad()
+    def denoise(self, x: Tensor, timesteps: list[int], *, labels: Tensor | None = None,
+                guidance: float | None = None, eta: float = 0.0, generator: torch.Generator | None = None,
+                progress: bool | None = False, desc: str = "denoising") -> Tensor:
+        """x_T (N, C, H, W) in the network's [-1, 1] scale -> x_0 over descending `timesteps` (``timesteps()``
+        makes them): the chain ``sample`` runs, from a given start; eta 0 is DDIM, 1 ancestral."""
+        guidance = self.guidance if guidance is None else guidance
+        for i, t in enumerate(_progress(timesteps, progress, desc)):
+            x = self._step(x, t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, labels, guidance, eta, generator)
+        return x
 
     def _step(self, x: Tensor, t: int, t_prev: int, labels: Tensor | None, guidance: float, eta: float,
               gen: torch.Generator | None) -> Tensor:

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from zoo.models.base import GenerativeModel
+from zoo.models.base import DataMismatch, GenerativeModel
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -51,7 +51,15 @@ class GenerativeSystem(L.LightningModule):
         if spec is None:
             self.net._check_built()  # no spec to read sizes from: the net must have them all
             return
-        fitted = self.net.fit_to_data(spec)
+        try:
+            fitted = self.net.fit_to_data(spec)
+        except DataMismatch as e:
+            if not self.init_from:
+                raise
+            ours, theirs = (", ".join(f"{k}={pair[i]!r}" for k, pair in e.wrong.items()) for i in (0, 1))
+            raise ValueError(f"init_from={self.init_from!r} was trained on {ours}, but the data {spec.name!r} has "
+                             f"{theirs}: fine-tune on data of the model's shape, or train from scratch "
+                             "(without --model.init_from)") from None
         if fitted is not self.net:
             filled = {k: v for k, v in fitted.init_args.items() if self.net.init_args.get(k) != v}
             rank_zero_info(f"{type(fitted).__name__} sizes from the data ({spec.name}): {filled}")

@@ -62,7 +62,7 @@ class ImageQuality(L.Callback):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
         self.every_n_epochs, self.n, self.seed, self.split = every_n_epochs, n, seed, split
         self._metrics = None
-        self._extractor: str | None = None
+        self._extractor: str | torch.nn.Module | None = None  # the spec's name, then the network itself
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         spec = getattr(trainer.datamodule, "spec", None)
@@ -76,6 +76,9 @@ class ImageQuality(L.Callback):
         from zoo.metrics import ImageMetrics
 
         if self._metrics is None:
+            from zoo.metrics import metric_extractor
+
+            self._extractor = metric_extractor(trainer.datamodule)  # an image folder trains its own here, once
             loader = getattr(trainer.datamodule, f"{self.split}_dataloader")()
             real = torch.cat([batch[0] for batch in loader])  # (N, C, H, W) in [0, 1]
             self._metrics = ImageMetrics(self._extractor, image_shape=tuple(real.shape[1:]))

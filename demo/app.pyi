@@ -1,0 +1,1220 @@
+"""genzoo's Gradio demo: every family of the zoo in one web app.
+
+    genzoo demo                        # http://127.0.0.1:7860
+    genzoo demo --host 0.0.0.0 --port 8000
+    python demo/app.py
+
+The demo adds UI and nothing else: models come from ``zoo.load`` by name, lazily on
+first use (then cached), and every number shown is computed by the model's own API
+(``sample``, ``interpolate``, ``score``, ``generate`` ...). What a tab offers comes from the
+models' declared contract (``zoo.models.contract``: output kind, conditions, sampling options),
+never from family names: a tab appears only when some pretrained model declares what it needs,
+and shows a model's label or sampler controls only when it takes them. What an image input must be
+(shape, channels, pixel levels, classes) comes from the chosen model's data spec (``zoo.data.spec``),
+never from the digits: a page's first view reads the spec of each tab's default model to word its
+notes and fill its class lists. Bad input is a one-line message in the
+UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
+listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import inspect
+import io
+import json
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+import zoo
+from zoo import hub
+from zoo.data.spec import DataSpec
+from zoo.images import make_grid
+
+log = logging.getLogger("genzoo.demo")
+
+#: Caps, shown in the UI: they keep one request from monopolising the (CPU) server.
+LIMITS = {
+    "images": 64,  # samples per request
+    "walk_steps": 24,  # frames of a latent walk
+    "scored": 64,  # images scored per request (CSV rows, files and the drawing)
+    "upload": "1mb",  # any uploaded file
+    "image_pixels": 4096 * 4096,  # pixels of an uploaded image, read from its header before anything is decoded
+    "diffusion_steps": 250,  # denoising steps per request
+    "tokens": 500,  # new tokens per text request
+    "prompt_chars": 2000,  # characters of a prompt
+    "points": 5000,  # 2-D points of the Mixtures tab
+    "characters": 1000,  # characters sampled or decoded by the HMM
+}
+#: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
+CONCURRENCY, QUEUE_SIZE = 2, 64
+#: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
+DEMO_IWAE_K = 32
+#: training images scored for the reference distribution of the Anomalies tab
+REFERENCE_SIZE = 128
+#: on-screen pixels of an image's longer side in each kind of picture (images are upscaled a whole number of times,
+#: nearest-neighbour: 8x8 digits 8x in a grid, 28x28 digits 3x)
+TILE = {"grid": 64, "small": 48, "large": 128}
+#: the largest picture (width, height) shown at its own size: a grid that would be larger is upscaled fewer times,
+#: so that the browser never resamples (blurs) it
+DISPLAY = (760, 720)
+#: the page's style: pictures of pixels stay pixels (nearest-neighbour) wherever the browser scales them
+CSS = ".pixels img { image-rendering: pixelated; }"
+#: classes listed by the Classifier tab (the most probable first)
+TOP_CLASSES = 10
+#: the class the Classifier tab samples first (the model's last class, if it has fewer)
+FIRST_CLASS = 3
+
+_OUT = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))  # PNG / GIF downloads of this process
+
+
+# -- models: loaded on first use, then cached --------------------------------------------------
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _load(name: str) -> Any:
+    return zoo.load(name)
+
+
+def model(name: str) -> Any:
+    """The pretrained model `name`, loaded once (thread-safe) and shared by every request."""
+    if name not in zoo.list_models():
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(zoo.list_models())}")
+    with _lock:
+        return _load(name)
+
+
+@functools.cache
+def model_class(name: str) -> type:
+    """The class of pretrained `name`: its declarations say what the demo can do with it (imported, not loaded)."""
+    from zoo.registry import FAMILIES, import_object
+
+    return import_object(FAMILIES[zoo.model_info(name).family].model)
+
+
+def models_where(test: Callable[[type], bool]) -> list[str]:
+    """The pretrained names whose model class passes `test` (it reads declarations; no model is loaded)."""
+    return [n for n in zoo.list_models() if test(model_class(n))]
+
+
+# -- data: what each model's images are (the data contract, zoo.data.spec) ---------------------
+
+
+@functools.cache
+def data_spec(name: str) -> DataSpec:
+    """The data spec of pretrained `name`, which sizes its image inputs and the tabs' messages: the one saved
+    with the model, else its registered datamodule's, else one read off the model's own sizes."""
+    m = model(name)
+    if "data_spec" in m.extra_config:
+        return DataSpec.from_json(m.extra_config["data_spec"], f"{name}: data_spec")
+    if "datamodule" in m.extra_config:
+        from zoo.evaluate import build_datamodule  # imports Lightning: once, when a tab first needs the data
+
+        return build_datamodule(m.extra_config["datamodule"], f"{name}/config.json").spec
+    shape = getattr(m, "image_shape", None)
+    if shape is None:
+        raise ValueError(f"{name} records no data spec and has no image_shape: the demo cannot read images for it")
+    classes = getattr(m, "num_classes", None)
+    return DataSpec(kind="image", name=name, image_shape=tuple(int(s) for s in shape),
+                    num_classes=classes if isinstance(classes, int) else None, levels=getattr(m, "levels", None))
+
+
+_data_lock = threading.Lock()
+_datamodules: dict[str, Any] = {}  # a datamodule entry as JSON -> the datamodule, set up
+
+
+def training_data(name: str) -> Any:
+    """The registered datamodule pretrained `name` was trained on, set up once (models that share one entry
+    share it): the Anomalies tab's real images."""
+    entry = model(name).extra_config.get("datamodule")
+    if entry is None:
+        raise ValueError(f"{name} records no registered datamodule in its config.json: the demo has no training "
+                         f"images to compare its scores with")
+    key = json.dumps(entry, sort_keys=True)
+    with _data_lock:
+        if key not in _datamodules:
+            from zoo.evaluate import build_datamodule  # imports Lightning
+
+            datamodule = build_datamodule(entry, f"{name}/config.json")
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+            datamodule.setup("test")
+            _datamodules[key] = datamodule
+        return _datamodules[key]
+
+
+def split_dataset(name: str, split: str) -> Any:
+    """The `split` ("train" or "test") dataset of the model's own datamodule."""
+    return getattr(training_data(name), f"{split}_dataloader")().dataset
+
+
+def images_at(dataset: Any, indices: Any) -> torch.Tensor:
+    """The images (N, C, H, W) at `indices` of a dataset of images or of (image, label) pairs."""
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items]).float()
+
+
+# -- what each tab needs, read from the model classes' declarations --
+
+
+def makes_images(cls: type) -> bool:
+    return cls.outputs == "images"
+
+
+def walks(cls: type) -> bool:
+    return makes_images(cls) and hasattr(cls, "interpolate")
+
+
+def continues_prompts(cls: type) -> bool:
+    return any(c.name == "prompt" for c in cls.conditions) and hasattr(cls, "stream")
+
+
+def fits_mixtures(cls: type) -> bool:
+    from zoo.models.gmm import GMM
+
+    return issubclass(cls, GMM)
+
+
+def shows_states(cls: type) -> bool:
+    return hasattr(cls, "sample_with_states") and hasattr(cls, "viterbi")
+
+
+def scores_images(cls: type) -> bool:
+    return makes_images(cls) and cls.has_log_prob()
+
+
+def classifies_images(cls: type) -> bool:
+    return makes_images(cls) and hasattr(cls, "predict_proba") and any(c.name == "labels" for c in cls.conditions)
+
+
+@functools.cache
+def recorded_shape(name: str) -> tuple[int, ...] | None:
+    """The image shape (C, H, W) that pretrained `name`'s packaged config.json records in its data spec, read
+    without loading the model; None when it records none (or is not packaged)."""
+    folder = zoo.model_info(name).packaged
+    saved = hub.open_folder(folder).config.get("data_spec") if folder is not None else None
+    return DataSpec.from_json(saved, f"{name}: data_spec").image_shape if saved else None
+
+
+def preferred(names: list[str]) -> list[str]:
+    """`names` with the tab's default model first: the one on the largest images its config records (28x28
+    digits before 8x8 ones), then the best test FID its card records; the others keep their order."""
+    if not names:
+        return names
+
+    def rank(name: str) -> tuple[float, float]:
+        shape = recorded_shape(name)
+        return -(math.prod(shape) if shape else 0), zoo.model_info(name).card_metrics().get("fid", math.inf)
+
+    first = min(names, key=rank)  # the first of equals, in registry order
+    return [first, *(n for n in names if n != first)]
+
+
+def card_line(name: str) -> str:
+    """One line saying what the model is, with a link to its model card."""
+    info = zoo.model_info(name)
+    if info.repo_id:
+        url = f"https://huggingface.co/{info.repo_id}"
+    elif info.packaged is not None:
+        url = f"/gradio_api/file={(info.packaged / 'README.md').as_posix()}"
+    else:
+        url = None
+    link = f" · [model card]({url})" if url else ""
+    return f"**{name}** ({info.family}): {info.description}{link}"
+
+
+def card_folders() -> list[str]:
+    """Packaged model folders, so the server may serve their cards (README.md)."""
+    return [str(zoo.model_info(n).packaged) for n in zoo.list_models() if zoo.model_info(n).packaged]
+
+
+def tab_header(names: list[str], note: str | Callable[[str], str], label: str = "model") -> gr.Dropdown:
+    """A tab's first lines: what the chosen model is (with its card), the tab's limits, the model dropdown.
+
+    A `note` that names the model's data sizes is a function of the model's name, written when the page loads
+    and whenever another model is chosen.
+    """
+    about = gr.Markdown(card_line(names[0]))
+    text = gr.Markdown(None if callable(note) else note)
+    name = gr.Dropdown(names, value=names[0], label=label)
+    name.change(friendly(card_line), name, about, api_name=False)
+    if callable(note):
+        on_model(name, note, text)
+    return name
+
+
+def on_model(name: gr.Dropdown, fn: Callable, outputs: Any) -> None:
+    """Run `fn(model name)` into `outputs` when the page loads and whenever another model is chosen (not an API)."""
+    gr.on(None, friendly(fn), name, outputs, api_visibility="private", show_progress="hidden")
+
+
+def seed_input(label: str = "seed", value: int = 0) -> gr.Number:
+    return gr.Number(value, precision=0, label=label, minimum=0)
+
+
+def limited_slider(key: str, value: int, what: str, low: int = 1) -> gr.Slider:
+    """A whole-number slider up to LIMITS[key], its label saying the limit."""
+    return gr.Slider(low, LIMITS[key], value=value, step=1, label=f"{what} (max {LIMITS[key]})")
+
+
+def class_label_input() -> gr.Dropdown:
+    """The label of a conditional model, or "any": its classes are filled in for the chosen model (``label_choices``);
+    API calls may pass any label, which ``as_label`` checks against the model's declared range."""
+    return gr.Dropdown(["any"], value="any", label="class label (conditional models)", allow_custom_value=True)
+
+
+def class_choices(name: str) -> list[tuple[str, str]]:
+    """The classes model `name` takes as labels, as (shown, value) dropdown choices: the data's class names where
+    its spec has them, else the label numbers; none for an unconditional model."""
+    labels = model(name).sample_conditions().get("labels")
+    if labels is None:
+        return []
+    names = data_spec(name).class_names or ()
+    return [(names[c] if c < len(names) else str(c), str(c)) for c in range(labels.low, labels.high + 1)]
+
+
+def label_choices(name: str) -> dict:
+    """A class-label dropdown's update for model `name`: "any" and its classes, "any" chosen."""
+    return gr.update(choices=[("any", "any"), *class_choices(name)], value="any")
+
+
+def conditional(m: Any) -> int:
+    """The number of classes a model takes as its ``labels`` condition, 0 when it takes none."""
+    labels = m.sample_conditions().get("labels")
+    return labels.high + 1 if labels else 0
+
+
+# -- errors: one clear line in the UI ----------------------------------------------------------
+
+
+def _message(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn ValueErrors (the zoo's and the demo's own) and anything unexpected into gr.Error:
+    one line in the UI, no traceback in the UI nor in the server log (except for unexpected errors)."""
+
+    def translate(e: Exception) -> gr.Error:
+        if isinstance(e, gr.Error):
+            return gr.Error(e.message, print_exception=False)
+        if not isinstance(e, (ValueError, zoo.CheckpointError)):
+            log.exception("demo handler %s failed", fn.__name__)
+            return gr.Error(f"internal error ({type(e).__name__}): {_message(e)}", print_exception=False)
+        return gr.Error(_message(e), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 (every failure becomes a message in the UI)
+                raise translate(e) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 (every failure becomes a message in the UI)
+            raise translate(e) from None
+    return call
+
+
+def as_int(value: Any, name: str, low: int, high: int) -> int:
+    """`value` (a number from a UI widget or an API call) as an int in low..high, else a ValueError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
+    return int(number)
+
+
+def as_label(value: Any, m: Any) -> int | None:
+    """The class label chosen in a dropdown ("any" or a label number) for model `m`."""
+    if value in (None, "", "any"):
+        return None
+    labels = m.sample_conditions().get("labels")
+    if labels is None:
+        raise ValueError("this model is unconditional: set the label to 'any'")
+    return as_int(value, "label", labels.low, labels.high)
+
+
+# -- files out ---------------------------------------------------------------------------------
+
+
+def save_png(image: Image.Image, stem: str) -> str:
+    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.png"
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def scale_for(images: torch.Tensor, tile: str, nrow: int | None = None) -> int:
+    """How many times to upscale `images` (N, C, H, W), tiled `nrow` to a row as ``make_grid`` tiles them, so that
+    each shows at least TILE[tile] pixels a side, unless the grid would then outgrow DISPLAY."""
+    n, _, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    width, height = nrow * (w + 1) + 1, math.ceil(n / nrow) * (h + 1) + 1  # make_grid's, 1-pixel gaps
+    return max(1, min(math.ceil(TILE[tile] / max(h, w)), DISPLAY[0] // width, DISPLAY[1] // height))
+
+
+def picture(images: torch.Tensor, tile: str, nrow: int | None = None) -> Image.Image:
+    """`images` (N, C, H, W) in [0, 1] as one grid, `nrow` to a row, each pixel a square of whole screen pixels
+    (``scale_for``): shown at its own size in an output of class "pixels", so 8x8 and 28x28 digits stay sharp."""
+    return make_grid(images, nrow=nrow, scale=scale_for(images, tile, nrow))
+
+
+def pixel_output(label: str, **kwargs: Any) -> gr.Image:
+    """An output picture of pixels: a PNG shown at its own size (no fixed height to shrink it into),
+    nearest-neighbour wherever the browser scales it (CSS)."""
+    kwargs.setdefault("type", "pil")
+    if kwargs["type"] == "pil":
+        kwargs.setdefault("format", "png")
+    return gr.Image(label=label, interactive=False, elem_classes=["pixels"], **kwargs)
+
+
+def save_gif(frames: torch.Tensor, stem: str) -> str:
+    """An animated GIF of `frames` (T, C, H, W) in [0, 1], played forth and back."""
+    scale = scale_for(frames[:1], "large")
+    pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
+    loop = pictures + pictures[-2:0:-1]
+    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.gif"
+    loop[0].save(path, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0)
+    return str(path)
+
+
+# -- images in: drawn, uploaded, CSV rows, each made the chosen model's data (its spec) -------------
+
+
+def image_shape(spec: DataSpec) -> tuple[int, int, int]:
+    """(C, H, W) of the spec's images; a spec of other data is a ValueError."""
+    if spec.image_shape is None:
+        raise ValueError(f"this model's data ({spec.name}) are {spec.kind}, not images")
+    return spec.image_shape
+
+
+def size_text(spec: DataSpec) -> str:
+    """The images' size as messages say it: width x height ("28x28"), and the channels unless grayscale."""
+    c, h, w = image_shape(spec)
+    return f"{w}x{h}" + ("" if c == 1 else f", {c} channels")
+
+
+def top_level(spec: DataSpec) -> int:
+    """The largest pixel value on the data's own scale (levels - 1: 255 for 256 levels); 1 without levels."""
+    return spec.levels - 1 if spec.levels is not None and spec.levels > 2 else 1
+
+
+def values_text(spec: DataSpec) -> str:
+    """The pixel values a CSV row may hold: the data's own scale, or 0..1."""
+    return f"0..{top_level(spec)} or 0..1" if top_level(spec) > 1 else "0..1"
+
+
+def upload_text(spec: DataSpec) -> str:
+    """What an uploaded image becomes, as the tabs' notes say it ("any image, made 28x28 grayscale ...")."""
+    c, h, w = image_shape(spec)
+    if h != w:
+        return f"uploads are not read for {w}x{h} images (only square ones are resized): draw one or give a CSV"
+    colours = "grayscale" if c == 1 else "RGB"
+    return (f"any image, made {w}x{h} {colours}: shorter side resized, centre crop; at most "
+            f"{LIMITS['image_pixels']:,} pixels")
+
+
+def quantise(pixels: np.ndarray, spec: DataSpec) -> torch.Tensor:
+    """(N, C, H, W) values in [0, 1] -> a float tensor on the spec's pixel levels, the values its data take."""
+    x = np.clip(pixels, 0, 1)
+    if spec.levels is not None and spec.levels > 1:
+        x = np.round(x * (spec.levels - 1)) / (spec.levels - 1)
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def drawn_image(sketch: Any, spec: DataSpec) -> torch.Tensor | None:
+    """A Sketchpad value (dark ink on a light or transparent canvas) -> (1, C, H, W), or None if blank.
+
+    As the digits data set was made, the ink is cropped to its bounding box, centred with a margin on a canvas
+    of the images' aspect and averaged down to their size: bright strokes on a dark ground, in every channel.
+    """
+    c, h, w = image_shape(spec)
+    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if composite is None:
+        return None
+    rgba = Image.fromarray(np.asarray(composite)).convert("RGBA")
+    paper = Image.new("RGBA", rgba.size, "white")
+    ink = 1 - np.asarray(Image.alpha_composite(paper, rgba).convert("L"), dtype=np.float32) / 255
+    rows, cols = np.nonzero(ink > 0.1)
+    if len(rows) == 0:
+        return None
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    tall = max(ink.shape[0], ink.shape[1] * h / w)  # the canvas height that holds the ink at the images' aspect
+    canvas = np.zeros((int(tall * 1.15) + 1, int(tall * w / h * 1.15) + 1), np.float32)
+    top, left = (canvas.shape[0] - ink.shape[0]) // 2, (canvas.shape[1] - ink.shape[1]) // 2
+    canvas[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+    small = np.asarray(Image.fromarray(canvas).resize((w, h), Image.Resampling.BOX), dtype=np.float32)
+    small = small / max(small.max(), 1e-6)
+    return quantise(np.repeat(small[None, None], c, axis=1), spec)
+
+
+def checked_image(source: str | Path | io.BytesIO, name: str) -> Image.Image:
+    """The image file `source`, opened lazily (PIL reads its header, not its pixels) and checked: at most
+    LIMITS["image_pixels"] pixels, else a ValueError before a byte is decoded (a small PNG can declare 13000x13000
+    pixels: a decompression bomb). Close it, or decode it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, against our own cap
+            image = Image.open(source)
+    except Image.DecompressionBombError:  # PIL's own cap, twice Image.MAX_IMAGE_PIXELS
+        raise ValueError(f"{name} declares more than the {LIMITS['image_pixels']:,} pixels the demo decodes "
+                         f"(a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError):
+        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP or WebP)") from None
+    width, height = image.size
+    if width * height > LIMITS["image_pixels"]:
+        image.close()
+        raise ValueError(f"{name} is {width}x{height} pixels, more than the {LIMITS['image_pixels']:,} the demo "
+                         f"decodes (a decompression bomb?)")
+    return image
+
+
+def uploaded_image(path: str, spec: DataSpec) -> torch.Tensor:
+    """An uploaded image file of any size -> (1, C, H, W), read as genzoo's image folders are
+    (``zoo.data.images.decode``): grayscale or RGB as the data are, shorter side resized, centre crop, once its
+    header has passed ``checked_image``.
+
+    Grayscale data is bright ink on a dark ground: an image like that (our PNG grids) is taken as it is, dark ink
+    on light paper is inverted. Colour data takes the image's colours (a grayscale image in every channel).
+    """
+    c, h, w = image_shape(spec)
+    if c not in (1, 3):
+        raise ValueError(f"the demo reads grayscale or RGB images; this model's data ({spec.name}) have {c} channels")
+    if h != w:
+        raise ValueError(f"the demo resizes uploads to square images only; this model's data ({spec.name}) are "
+                         f"{size_text(spec)}: draw one, or give a CSV")
+    name = Path(path).name
+    checked_image(path, name).close()
+    from zoo.data.images import decode  # imports Lightning: once, on the first upload
+
+    try:
+        pixels = decode(Path(path), h, c).astype(np.float32) / 255  # (C, H, W)
+    except (OSError, ValueError, SyntaxError):
+        raise ValueError(f"{name} is not a readable image file (PNG, JPEG, GIF, BMP or WebP)") from None
+    if c == 1 and pixels.mean() > 0.5:  # dark ink on light paper
+        pixels = 1 - pixels
+    return quantise(pixels[None], spec)
+
+
+def refuse_bombs(source: str | Path | io.BytesIO | None, name: str | None) -> None:
+    """``checked_image`` for Gradio's own preprocessing: a bad image is one line in the UI (gr.Error)."""
+    if source is not None:
+        try:
+            checked_image(source, name or "the image").close()
+        except ValueError as e:
+            raise gr.Error(_message(e), print_exception=False) from None
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """An image upload (type "filepath") whose header is checked before Gradio opens the file: Gradio's own PIL
+    check lets through bombs of up to 179 million pixels, and refuses larger ones with no message."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the browser's component is gr.Image's
+
+    get_block_class = get_block_name
+
+    def preprocess(self, payload: Any) -> Any:
+        refuse_bombs(getattr(payload, "path", None), getattr(payload, "orig_name", None))
+        return super().preprocess(payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class SketchpadInput(gr.Sketchpad):
+    """gr.Sketchpad whose images are checked from their header before Gradio decodes them (it always does, whatever
+    its type): an API call may send any PNG as the drawing."""
+
+    def get_block_name(self) -> str:
+        return "imageeditor"  # the browser's component is gr.ImageEditor's
+
+    get_block_class = get_block_name
+
+    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            refuse_bombs(io.BytesIO(file), "the drawing")
+        elif file is not None:
+            refuse_bombs(file.path, "the drawing")
+        return super().convert_and_format_image(file, flatten_on_white)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
+    """The rows of a CSV file as floats (rows, columns); an optional header row is skipped.
+
+    `what` names a row's values in messages ("two numbers (x, y)"); more than `limit` rows is an error.
+    """
+    name = Path(path).name
+    try:
+        rows = [r for r in csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{name} is not a readable UTF-8 CSV file ({_message(e)})") from None
+    if rows and not _numeric(rows[0]):
+        rows = rows[1:]  # a header
+    if not rows:
+        raise ValueError(f"{name} has no data rows; expected rows of {what}")
+    if len(rows) > limit:
+        raise ValueError(f"{name} has {len(rows)} rows; at most {limit} per request")
+    for i, row in enumerate(rows, 1):
+        if len(row) != columns or not _numeric(row):
+            raise ValueError(f"{name}: row {i} must hold {what}, got {len(row)} columns"
+                             + ("" if _numeric(row) else " with non-numbers"))
+    values = np.array(rows, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite values; expected finite numbers")
+    return values
+
+
+def csv_images(path: str, spec: DataSpec) -> torch.Tensor:
+    """A CSV file of images, one per row: C*H*W pixel values, channel by channel and row by row, on the data's own
+    scale (0..levels-1, e.g. 0..255) or 0..1 -> (rows, C, H, W)."""
+    c, h, w = image_shape(spec)
+    values = csv_numbers(path, c * h * w, f"{c * h * w} numeric pixel values ({size_text(spec)})", LIMITS["scored"])
+    if values.min() < 0 or values.max() > top_level(spec):
+        raise ValueError(f"{Path(path).name}: pixel values must be in {values_text(spec)}, "
+                         f"got {values.min():.3g}..{values.max():.3g}")
+    scale = float(top_level(spec)) if values.max() > 1 else 1.0
+    return quantise(values.reshape(-1, c, h, w) / scale, spec)
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(c) for c in row]
+    except ValueError:
+        return False
+    return True
+
+
+# -- Images ------------------------------------------------------------------------------------
+
+
+@friendly
+def generate_images(name: str, n: float, seed: float, label: str, steps: float, guidance: float,
+                    sampler: str = "ddim"):
+    """A grid of `n` samples of an image model, and the same grid as a PNG file."""
+    m = model(name)
+    n = as_int(n, "number of samples", 1, LIMITS["images"])
+    seed = as_int(seed, "seed", 0, 2**31 - 1)
+    chosen, conditions, nrow = as_label(label, m), {}, None
+    if chosen is not None:
+        conditions["labels"] = chosen
+    elif conditional(m):  # one column per class, like `genzoo sample`
+        conditions["labels"] = torch.arange(n) % conditional(m)
+        nrow = conditional(m)
+    takes = m.accepts()  # the sampler controls go only to a model that declares them
+    if "steps" in takes:
+        conditions["steps"] = as_int(steps, "sampler steps", 1, min(LIMITS["diffusion_steps"], takes["steps"].high))
+    if "guidance" in takes:
+        conditions["guidance"] = float(guidance)
+    if "sampler" in takes:
+        conditions["sampler"] = sampler
+    if "progress" in takes:
+        conditions["progress"] = False
+    images = m.sample(n, seed=seed, **conditions)
+    grid = picture(images, "grid", nrow)
+    return grid, save_png(grid, f"{name}-seed{seed}")
+
+
+def image_controls(name: str):
+    """Show the label (with the model's classes), steps, guidance and sampler controls only to a model that
+    takes them."""
+    m = model(name)
+    takes = m.accepts()
+    return ({**label_choices(name), "visible": "labels" in takes}, gr.update(visible="steps" in takes),
+            gr.update(visible="guidance" in takes, value=getattr(m, "guidance", 1.0)),
+            gr.update(visible="sampler" in takes))
+
+
+def images_tab() -> None:
+    names = preferred(models_where(makes_images))
+    with gr.Tab("Images", id="images"):
+        name = tab_header(names, f"Up to {LIMITS['images']} samples per request (diffusion: up to "
+                                 f"{LIMITS['diffusion_steps']} sampler steps); the same seed gives the same images. "
+                                 f"Conditional models draw one column per class unless a label is chosen.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                n = limited_slider("images", 16, "samples")
+                seed = seed_input()
+                label = class_label_input()
+                steps = gr.Slider(1, LIMITS["diffusion_steps"], value=25, step=1,
+                                  label="sampler steps (diffusion; fewer is faster)", visible=False)
+                guidance = gr.Slider(0, 10, value=1.0, step=0.1, label="guidance scale (conditional diffusion; "
+                                     "1 = conditional only)", visible=False)
+                sampler = gr.Radio(["ddim", "ddpm"], value="ddim", label="sampler (diffusion)", visible=False)
+                button = gr.Button("Generate", variant="primary", elem_id="images-generate")
+            with gr.Column(scale=2):
+                grid = pixel_output("samples", elem_id="images-grid")
+                download = gr.File(label="PNG download", interactive=False)
+        on_model(name, image_controls, [label, steps, guidance, sampler])
+        button.click(generate_images, [name, n, seed, label, steps, guidance, sampler], [grid, download],
+                     api_name="images")
+
+
+# -- Latent walk -------------------------------------------------------------------------------
+
+
+@friendly
+def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: str,
+                image_a: str | None = None, image_b: str | None = None):
+    """Decode points on the line between two latents: a strip, and an animated GIF of it."""
+    m = model(name)
+    steps = as_int(steps, "steps", 2, LIMITS["walk_steps"])
+    chosen = as_label(label, m)
+    if conditional(m) and chosen is None:
+        raise ValueError("this model is conditional: choose a class label for the walk")
+    if bool(image_a) != bool(image_b):
+        raise ValueError("upload two images (or none, to walk between two seeds)")
+    seeds = as_int(seed_a, "seed A", 0, 2**31 - 1), as_int(seed_b, "seed B", 0, 2**31 - 1)
+    if hasattr(m, "encode"):  # an autoencoder walks between two images, uploaded or sampled from the seeds
+        if image_a:
+            x0, x1 = uploaded_image(image_a, data_spec(name)), uploaded_image(image_b, data_spec(name))
+        else:
+            x0, x1 = (m.sample(1, seed=s, labels=chosen) for s in seeds)
+        frames = m.interpolate(x0, x1, steps=steps, labels=chosen)
+    else:  # a generator without an encoder walks between the latents that sample(1, seed=s) decodes
+        if image_a:
+            raise ValueError(f"a {type(m).__name__} has no encoder: walk between two seeds, or choose a VAE for "
+                             f"uploaded images")
+        z0, z1 = (m.latent(s) for s in seeds)
+        frames = m.interpolate(z0, z1, steps=steps, labels=chosen)
+    strip = picture(frames, "small", steps)
+    return strip, save_gif(frames, f"{name}-walk")
+
+
+def walk_note(name: str) -> str:
+    return (f"A straight line in latent space between two seeds (or, for a VAE, two uploaded images: "
+            f"{upload_text(data_spec(name))}, at most {LIMITS['upload']}); up to {LIMITS['walk_steps']} frames.")
+
+
+def walk_tab() -> None:
+    names = preferred(models_where(walks))
+    with gr.Tab("Latent walk", id="walk"):
+        name = tab_header(names, walk_note)
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Row():
+                    seed_a = seed_input("seed A")
+                    seed_b = seed_input("seed B", 1)
+                steps = limited_slider("walk_steps", 10, "frames", low=2)
+                label = class_label_input()
+                on_model(name, label_choices, label)
+                with gr.Row():
+                    image_a = ImageInput(type="filepath", image_mode=None, label="image A (optional)",
+                                         sources=["upload"])
+                    image_b = ImageInput(type="filepath", image_mode=None, label="image B (optional)",
+                                         sources=["upload"])
+                button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
+            with gr.Column(scale=2):
+                strip = pixel_output("interpolation", elem_id="walk-strip")
+                gif = pixel_output("animated GIF", type="filepath")
+        button.click(latent_walk, [name, seed_a, seed_b, steps, label, image_a, image_b], [strip, gif],
+                     api_name="latent_walk")
+
+
+# -- Text --------------------------------------------------------------------------------------
+
+
+@friendly
+def stream_text(name: str, prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
+                seed: float):
+    """The prompt's continuation, streamed: yields the text so far after each new piece."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: type the beginning of a text for the model to continue")
+    if len(prompt) > LIMITS["prompt_chars"]:
+        raise ValueError(f"the prompt has {len(prompt)} characters; at most {LIMITS['prompt_chars']}")
+    m = model(name)
+    tokens = as_int(max_new_tokens, "max new tokens", 1, LIMITS["tokens"])
+    k = as_int(top_k, "top-k", 0, 100_000)  # 0 = off
+    text = ""
+    for piece in m.stream(prompt, max_new_tokens=tokens, temperature=float(temperature), top_k=k or None,
+                          top_p=float(top_p), seed=as_int(seed, "seed", 0, 2**31 - 1)):
+        text += piece
+        yield text
+
+
+def text_tab() -> None:
+    names = models_where(continues_prompts)
+    with gr.Tab("Text", id="text"):
+        name = tab_header(names, f"The model continues your prompt token by token (at most {LIMITS['tokens']} new "
+                                 f"tokens; the prompt must fit the model's context window and "
+                                 f"{LIMITS['prompt_chars']} characters). Temperature 0 is greedy; the same seed "
+                                 f"gives the same text.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                prompt = gr.Textbox("ROMEO:", lines=3, label="prompt", elem_id="text-prompt")
+                tokens = limited_slider("tokens", 200, "max new tokens")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature")
+                top_k = gr.Slider(0, 200, value=0, step=1, label="top-k (0 = off)")
+                top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="top-p (nucleus; 1 = off)")
+                seed = seed_input()
+                button = gr.Button("Generate", variant="primary", elem_id="text-generate")
+            with gr.Column(scale=2):
+                output = gr.Textbox(label="continuation", lines=16, elem_id="text-output", interactive=False)
+        button.click(stream_text, [name, prompt, tokens, temperature, top_k, top_p, seed], output, api_name="text")
+
+
+# -- Mixtures ----------------------------------------------------------------------------------
+
+
+def synthetic_points(kind: str, n: int, seed: int) -> np.ndarray:
+    """Built-in 2-D data sets, (n, 2), seeded: clusters a mixture should find (or struggle with)."""
+    rng = np.random.default_rng(seed)
+    if kind == "blobs":
+        centres = np.array([[-4.0, -2.0], [0.0, 3.0], [4.0, -1.0]])
+        shears = np.array([[[1.2, 0.6], [0.0, 0.5]], [[0.5, 0.0], [0.4, 1.0]], [[0.8, -0.5], [0.0, 0.6]]])
+        which = rng.integers(3, size=n)
+        return centres[which] + np.einsum("nd,nde->ne", rng.standard_normal((n, 2)), shears[which])
+    if kind == "grid":
+        which = rng.integers(9, size=n)
+        return 4.0 * np.stack([which % 3, which // 3], 1) + 0.5 * rng.standard_normal((n, 2))
+    if kind == "moons":
+        t = rng.uniform(0, np.pi, n)
+        upper = rng.integers(2, size=n).astype(bool)
+        x = np.where(upper, np.cos(t), 1 - np.cos(t))
+        y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+        return np.stack([x, y], 1) + 0.08 * rng.standard_normal((n, 2))
+    if kind == "ring":
+        t = rng.uniform(0, 2 * np.pi, n)
+        inner = rng.random(n) < 0.3
+        radius = np.where(inner, 0.0, 3.0) + 0.3 * rng.standard_normal(n)
+        return np.stack([radius * np.cos(t), radius * np.sin(t)], 1)
+    raise ValueError(f"data set must be one of {', '.join(SYNTHETIC)}, got {kind!r}")
+
+
+SYNTHETIC = ("blobs", "grid", "moons", "ring")
+
+
+def csv_points(path: str) -> np.ndarray:
+    """A CSV of two numeric columns (an optional header row) -> (N, 2)."""
+    return csv_numbers(path, 2, "two numbers (x, y)", LIMITS["points"])
+
+
+def fit_mixture(x: torch.Tensor, k: int, covariance: str, seed: int):
+    from zoo.layers.mixture import GaussianMixture
+
+    if len(x) < k:
+        raise ValueError(f"K={k} components need at least {k} points, got {len(x)}")
+    return GaussianMixture(k, 2, covariance_type=covariance, reg_covar=1e-4).double().fit(x, max_iter=200, seed=seed)
+
+
+def mixture_picture(x: np.ndarray, gmm: Any, samples: np.ndarray, size: int = 480) -> Image.Image:
+    """Data (grey), samples (orange), component means (black) and density contours (blue), drawn with PIL.
+
+    Contours are drawn at the log-densities that 10/30/50/70/90% of the data points exceed.
+    """
+    from PIL import ImageDraw
+
+    both = np.concatenate([x, samples])
+    low, high = both.min(0), both.max(0)
+    centre, half = (low + high) / 2, (high - low).max() / 2 * 1.1 + 1e-9
+    low, high = centre - half, centre + half  # a square window: circles stay round
+    cells = size // 2
+    axis = np.linspace(0, 1, cells)
+    gx, gy = np.meshgrid(low[0] + axis * (high[0] - low[0]), high[1] - axis * (high[1] - low[1]))
+    with torch.no_grad():
+        density = gmm.log_prob(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))).view(cells, cells).numpy()
+        levels = np.quantile(gmm.log_prob(torch.from_numpy(x)).numpy(), [0.1, 0.3, 0.5, 0.7, 0.9])
+    band = np.digitize(density, levels)  # (cells, cells) 0..5
+    shade = (255 - band * 14).astype(np.uint8)
+    edge = np.zeros_like(band, dtype=bool)
+    edge[1:] |= band[1:] != band[:-1]
+    edge[:, 1:] |= band[:, 1:] != band[:, :-1]
+    rgb = np.stack([shade, shade, np.full_like(shade, 255)], -1)
+    rgb[edge] = (40, 70, 200)
+    image = Image.fromarray(rgb.repeat(2, 0).repeat(2, 1))
+    draw = ImageDraw.Draw(image)
+
+    def to_pixels(points: np.ndarray) -> np.ndarray:
+        return np.stack([(points[:, 0] - low[0]) / (high[0] - low[0]), (high[1] - points[:, 1]) / (high[1] - low[1])],
+                        1) * (size - 1)
+
+    for (px, py) in to_pixels(x):
+        draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=(110, 110, 110))
+    for (px, py) in to_pixels(samples):
+        draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=(240, 140, 20))
+    for (px, py) in to_pixels(gmm.means.detach().numpy()):
+        draw.line([px - 6, py - 6, px + 6, py + 6], fill="black", width=3)
+        draw.line([px - 6, py + 6, px + 6, py - 6], fill="black", width=3)
+    return image
+
+
+@friendly
+def mixtures(data: str, csv_file: str | None, n: float, k: float, covariance: str, seed: float):
+    """Fit a K-component GMM on 2-D points: a picture, BIC for K = 1..10, and a summary."""
+    import pandas as pd
+
+    seed = as_int(seed, "seed", 0, 2**31 - 1)
+    k = as_int(k, "K", 1, 10)
+    if csv_file:
+        points = csv_points(csv_file)
+    else:
+        points = synthetic_points(data, as_int(n, "points", 10, LIMITS["points"]), seed)
+    x = torch.from_numpy(points)
+    gmm = fit_mixture(x, k, covariance, seed)
+    samples = gmm.sample(len(points), seed=seed).numpy()
+    bic = [(j, gmm.bic(x) if j == k else fit_mixture(x, j, covariance, seed).bic(x)) for j in range(1, min(10, len(x)) + 1)]
+    best = min(bic, key=lambda r: r[1])[0]
+    if not gmm.converged:
+        gr.Warning(f"EM stopped after {len(gmm.history)} iterations without converging; the fit may improve "
+                   f"with another seed")
+    weights = ", ".join(f"{w:.2f}" for w in gmm.weights.tolist())
+    summary = (f"K = {k} ({covariance} covariance) on {len(points)} points: mean log-likelihood "
+               f"{gmm.log_prob(x).mean().item():.3f} nats per point after {len(gmm.history)} EM iterations "
+               f"({'converged' if gmm.converged else 'not converged'}); weights {weights}. "
+               f"BIC is lowest at K = {best}.")
+    return mixture_picture(points, gmm, samples), pd.DataFrame(bic, columns=["K", "BIC"]), summary
+
+
+def mixtures_tab() -> None:
+    from zoo.layers.mixture import COVARIANCE_TYPES
+
+    with gr.Tab("Mixtures", id="mixtures"):
+        pretrained = models_where(fits_mixtures)
+        card = f" · the pretrained mixture: {card_line(pretrained[0])}" if pretrained else ""
+        gr.Markdown(f"**zoo.layers.GaussianMixture**: a Gaussian mixture fit by EM, here on 2-D points{card}")
+        gr.Markdown(f"Built-in data sets or a CSV of two numeric columns (x, y; an optional header; at most "
+                    f"{LIMITS['points']} rows and {LIMITS['upload']}). Grey: data; orange: samples of the fit; "
+                    f"blue: density contours; black: component means.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                data = gr.Dropdown(list(SYNTHETIC), value="blobs", label="data set")
+                csv_file = gr.File(label="or a CSV of (x, y) points", file_types=[".csv", ".txt"], type="filepath")
+                n = gr.Slider(10, LIMITS["points"], value=600, step=10, label="points (built-in sets)")
+                k = gr.Slider(1, 10, value=3, step=1, label="K components")
+                covariance = gr.Dropdown(list(COVARIANCE_TYPES), value="full", label="covariance type")
+                seed = seed_input()
+                button = gr.Button("Fit", variant="primary", elem_id="mixtures-fit")
+            with gr.Column(scale=2):
+                picture = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
+                summary = gr.Markdown()
+                bic = gr.LinePlot(x="K", y="BIC", label="BIC for K = 1..10 (lower is better)", x_title="K",
+                                  y_title="BIC")
+        button.click(mixtures, [data, csv_file, n, k, covariance, seed], [picture, bic, summary], api_name="mixtures")
+
+
+# -- Sequences ---------------------------------------------------------------------------------
+
+
+def by_state(text: str, states: list[int]) -> list[tuple[str, str]]:
+    """(character, state) pairs for gr.HighlightedText: each character coloured by its hidden state."""
+    return [(c, f"state {s}") for c, s in zip(text, states)]
+
+
+@friendly
+def hmm_sample(name: str, length: float, seed: float):
+    """Characters sampled from the HMM, each coloured by the hidden state that emitted it."""
+    m = model(name)
+    length = as_int(length, "length", 1, LIMITS["characters"])
+    texts, states = m.sample_with_states(1, length=length, seed=as_int(seed, "seed", 0, 2**31 - 1))
+    text = texts[0]
+    return by_state(text, states[0].tolist()), text
+
+
+@friendly
+def hmm_viterbi(name: str, text: str):
+    """The most likely state of each character of `text` (Viterbi), and log p(text) in nats."""
+    m = model(name)
+    if not isinstance(text, str) or not text:
+        raise ValueError("the text is empty: type a few characters to decode")
+    if len(text) > LIMITS["characters"]:
+        raise ValueError(f"the text has {len(text)} characters; at most {LIMITS['characters']}")
+    paths, joint = m.viterbi([text])  # (1, T), (1,)
+    total = m.log_prob(text).item()
+    summary = (f"log p(text) = {total:.2f} nats ({-total / len(text):.3f} nats per character); the Viterbi path "
+               f"has log p(text, states) = {joint.item():.2f} nats and visits {len(set(paths[0].tolist()))} states.")
+    return by_state(text, paths[0].tolist()), summary
+
+
+def sequences_tab() -> None:
+    names = models_where(shows_states)
+    with gr.Tab("Sequences", id="sequences"):
+        name = tab_header(names, f"A hidden Markov model over characters: sample text, or type some and see the "
+                                 f"Viterbi path, each character coloured by its hidden state (at most "
+                                 f"{LIMITS['characters']} characters; only characters of the training text).")
+        with gr.Row():
+            with gr.Column(scale=1):
+                length = limited_slider("characters", 200, "characters")
+                seed = seed_input()
+                sample = gr.Button("Sample", variant="primary", elem_id="sequences-sample")
+            with gr.Column(scale=2):
+                sampled = gr.HighlightedText(label="sample, coloured by state", combine_adjacent=True,
+                                             show_legend=False)
+                sampled_text = gr.Textbox(label="sample as text", lines=4, interactive=False)
+        with gr.Row():
+            with gr.Column(scale=1):
+                text = gr.Textbox("To be, or not to be, that is the question.", lines=3, label="text to decode")
+                decode = gr.Button("Viterbi decode", elem_id="sequences-viterbi")
+            with gr.Column(scale=2):
+                decoded = gr.HighlightedText(label="Viterbi states", combine_adjacent=True, show_legend=False)
+                summary = gr.Markdown()
+        sample.click(hmm_sample, [name, length, seed], [sampled, sampled_text], api_name="hmm_sample")
+        decode.click(hmm_viterbi, [name, text], [decoded, summary], api_name="viterbi")
+
+
+# -- Anomalies ---------------------------------------------------------------------------------
+
+
+def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
+    """Anomaly scores -log p(x) (higher = more unusual) of images x (N, C, H, W) under a density model.
+
+    Stochastic estimates are seeded, so the same images always get the same scores; VAEs estimate
+    log p(x) by importance sampling with fewer samples than the model card, so that a request takes
+    a second, not a minute.
+    """
+    takes = m.accepts("log_prob")  # the estimator's declared settings
+    options = {"k": DEMO_IWAE_K} if "k" in takes else {}
+    if "seed" in takes:
+        options["seed"] = 0
+    with torch.no_grad():
+        return (-m.log_prob(x, **options)).cpu().numpy()
+
+
+def reference_images(name: str) -> torch.Tensor:
+    """A fixed (seeded) sample of REFERENCE_SIZE training images of the model's own datamodule."""
+    train = split_dataset(name, "train")
+    return images_at(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE])
+
+
+@functools.cache
+def reference_scores(name: str) -> np.ndarray:
+    """Scores of the reference training images under model `name` (cached)."""
+    return anomaly_scores(model(name), reference_images(name))
+
+
+def histogram(values: np.ndarray, marks: np.ndarray, bins: int = 30):
+    """A data frame for gr.BarPlot: the training histogram, with the scored images counted beside it."""
+    import pandas as pd
+
+    low, high = float(min(values.min(), marks.min())), float(max(values.max(), marks.max()))
+    edges = np.linspace(low, high + 1e-9, bins + 1)
+    centres = np.round((edges[:-1] + edges[1:]) / 2, 1)
+    train = np.histogram(values, edges)[0] / len(values)
+    yours = np.histogram(marks, edges)[0] / len(marks)
+    return pd.DataFrame({"score": np.concatenate([centres, centres]),
+                         "fraction": np.concatenate([train, yours]),
+                         "images": ["training"] * bins + ["yours"] * bins})
+
+
+@friendly
+def score_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any, top: float):
+    """Score images under a density model; the most unusual first, with the training distribution."""
+    m = model(name)
+    top = as_int(top, "most unusual", 1, LIMITS["scored"])
+    x = collect_images(name, csv_file, images, sketch)
+    scores = anomaly_scores(m, x)
+    order = np.argsort(-scores)[:top]
+    grid = picture(x[order], "grid", min(len(order), 8))
+    reference = reference_scores(name)
+    table = [[int(i), round(float(scores[i]), 2), round(float((reference < scores[i]).mean() * 100), 1)] for i in order]
+    return grid, table, histogram(reference, scores)
+
+
+def collect_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any) -> torch.Tensor:
+    """The images to score, made model `name`'s data: CSV rows, uploaded files and the drawing; the first test
+    images of its own datamodule if none is given."""
+    spec = data_spec(name)
+    parts = []
+    if csv_file:
+        parts.append(csv_images(csv_file, spec))
+    for path in images or []:
+        parts.append(uploaded_image(path, spec))
+    drawn = drawn_image(sketch, spec) if sketch is not None else None
+    if drawn is not None:
+        parts.append(drawn)
+    if not parts:
+        test = split_dataset(name, "test")
+        gr.Info(f"no images given: scoring the first {LIMITS['scored']} test images of {spec.name}")
+        return images_at(test, range(min(LIMITS["scored"], len(test))))
+    x = torch.cat(parts)
+    if len(x) > LIMITS["scored"]:
+        raise ValueError(f"got {len(x)} images; at most {LIMITS['scored']} per request")
+    return x
+
+
+def anomalies_note(name: str) -> str:
+    spec = data_spec(name)
+    c, h, w = image_shape(spec)
+    return (f"Score images under a density model (score = -log p(x) in nats: higher is more unusual). Give a CSV "
+            f"(one image per row: {c * h * w} pixel values {values_text(spec)}), images ({upload_text(spec)}) or "
+            f"a drawing; with none, the first {LIMITS['scored']} test images of {spec.name} are scored. At most "
+            f"{LIMITS['scored']} images and {LIMITS['upload']} per file. VAE scores use {DEMO_IWAE_K} importance "
+            f"samples (the model card uses 1000).")
+
+
+def anomalies_tab() -> None:
+    names = preferred(models_where(scores_images))
+    with gr.Tab("Anomalies", id="anomalies"):
+        name = tab_header(names, anomalies_note, label="density model")
+        with gr.Row():
+            with gr.Column(scale=1):
+                csv_file = gr.File(label="images CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
+                images = gr.File(label="image files (optional)", file_count="multiple", file_types=["image"],
+                                 type="filepath", elem_id="anomalies-files")  # Gradio never opens them: we do
+                sketch = SketchpadInput(label="draw one (optional)", canvas_size=(256, 256), type="numpy")
+                top = gr.Slider(1, LIMITS["scored"], value=8, step=1, label="show the most unusual")
+                button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
+            with gr.Column(scale=2):
+                grid = pixel_output("most unusual first", elem_id="anomalies-grid")
+                table = gr.Dataframe(headers=["image #", "score (nats)", "percentile among training images"],
+                                     label="scores", interactive=False)
+                chart = gr.BarPlot(x="score", y="fraction", color="images", label="score distribution",
+                                   x_title="score = -log p(x) (nats)", y_title="fraction of images")
+        button.click(score_images, [name, csv_file, images, sketch, top], [grid, table, chart], api_name="anomalies")
+
+
+# -- Classifier --------------------------------------------------------------------------------
+
+
+@friendly
+def classify(name: str, sketch: Any, upload: str | None):
+    """Class probabilities of one drawn or uploaded image under a generative classifier, and the image as seen."""
+    m = model(name)
+    spec = data_spec(name)
+    if upload:
+        x = uploaded_image(upload, spec)
+    else:
+        x = drawn_image(sketch, spec) if sketch is not None else None
+        if x is None:
+            raise ValueError("draw an image (or upload one) first")
+    probs = m.predict_proba(x)[0]  # (classes,)
+    names = spec.class_names or ()
+    return (picture(x, "large", 1),
+            {names[c] if c < len(names) else str(c): float(p) for c, p in enumerate(probs.tolist())})
+
+
+@friendly
+def class_samples(name: str, label: str, n: float, seed: float):
+    """`n` images of one class, drawn from the classifier's own p(x | y)."""
+    m = model(name)
+    chosen = as_label(label, m)
+    if chosen is None:
+        raise ValueError("choose a class to sample")
+    n = as_int(n, "number of samples", 1, LIMITS["images"])
+    images = m.sample(n, seed=as_int(seed, "seed", 0, 2**31 - 1), labels=chosen)
+    return picture(images, "small", min(n, 8))
+
+
+def classifier_note(name: str) -> str:
+    return (f"A generative classifier: p(y | x) by Bayes' rule from p(x | y) p(y). Draw an image or upload one "
+            f"({upload_text(data_spec(name))}, at most {LIMITS['upload']}); or sample up to {LIMITS['images']} "
+            f"images of a class from p(x | y).")
+
+
+def classifier_inputs(name: str) -> tuple[dict, dict]:
+    """The class dropdown (the model's classes, FIRST_CLASS chosen) and the seen image's label (its size)."""
+    choices = class_choices(name)
+    first = choices[min(FIRST_CLASS, len(choices) - 1)][1] if choices else None
+    return (gr.update(choices=choices, value=first),
+            gr.update(label=f"the image as the model sees it ({size_text(data_spec(name))})"))
+
+
+def classifier_tab() -> None:
+    names = preferred(models_where(classifies_images))
+    with gr.Tab("Classifier", id="classifier"):
+        name = tab_header(names, classifier_note)
+        with gr.Row():
+            with gr.Column(scale=1):
+                sketch = SketchpadInput(label="draw an image", canvas_size=(256, 256), type="numpy")
+                upload = ImageInput(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
+                button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
+            with gr.Column(scale=1):
+                seen = pixel_output("the image as the model sees it")
+                probabilities = gr.Label(num_top_classes=TOP_CLASSES, label="class probabilities",
+                                         elem_id="classifier-label")
+        with gr.Row():
+            with gr.Column(scale=1):
+                label = gr.Dropdown([str(FIRST_CLASS)], value=str(FIRST_CLASS), label="class",
+                                    allow_custom_value=True)  # the model's classes: classifier_inputs
+                n = limited_slider("images", 16, "samples")
+                seed = seed_input()
+                sample = gr.Button("Sample this class", elem_id="classifier-sample")
+            with gr.Column(scale=1):
+                samples = pixel_output("samples of p(x | y)")
+        on_model(name, classifier_inputs, [label, seen])
+        button.click(classify, [name, sketch, upload], [seen, probabilities], api_name="classify")
+        sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
+    (lambda: models_where(makes_images), images_tab),
+    (lambda: models_where(walks), walk_tab),
+    (lambda: models_where(continues_prompts), text_tab),
+    (lambda: True, mixtures_tab),  # fits zoo.layers.GaussianMixture on the spot: no pretrained model needed
+    (lambda: models_where(shows_states), sequences_tab),
+    (lambda: models_where(scores_images), anomalies_tab),
+    (lambda: models_where(classifies_images), classifier_tab),
+]
+
+
+def build_app() -> gr.Blocks:
+    """The demo's Blocks, with each tab that some pretrained model's declarations support (none is loaded yet)."""
+    with gr.Blocks(title="genzoo demo", analytics_enabled=False) as app:
+        gr.Markdown(f"# genzoo demo\nPretrained generative models of the zoo ({len(zoo.list_models())} models), "
+                    f"loaded by name with `zoo.load`. At most {CONCURRENCY} requests run at once; "
+                    f"uploads up to {LIMITS['upload']}.")
+        with gr.Tabs():
+            for available, tab in TABS:
+                if available():
+                    tab()
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return app
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True):
+    """Serve `app` on host:port (localhost by default: pass host="0.0.0.0" to expose it)."""
+    return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                      max_file_size=LIMITS["upload"], allowed_paths=card_folders(), show_error=False,
+                      footer_links=["api"], css=CSS)
+
+
+def main(host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Build and serve the demo (blocks until interrupted)."""
+    try:
+        launch(build_app(), host, port)
+    finally:
+        shutil.rmtree(_OUT, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="genzoo's Gradio demo")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    args = parser.parse_args()
+    main(args.host, args.port)
