@@ -3,6 +3,7 @@
     python benchmarks/diffusers_ddpm.py                          # 3 sampling / 10 training repeats
     python benchmarks/diffusers_ddpm.py --quick --threads 1      # 1 / 3 repeats
     python benchmarks/diffusers_ddpm.py --quick --json out.json
+    python benchmarks/diffusers_ddpm.py --quick --diffusers-channels-last --batches 64
 
 Protocol (everything in this one process, fp32, the same torch thread count for both libraries):
 
@@ -16,8 +17,8 @@ Protocol (everything in this one process, fp32, the same torch thread count for 
    FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one image (CPU attention counted too).
 1. Parity on identical weights: genzoo's own UNet is the eps-model of both samplers (the packaged,
    trained ddpm-mnist-5k, and each untrained attention UNet with its zero-initialised output layers
-   perturbed, whose x0 predictions are mostly clipped): genzoo's DDIM chain (``DDPM.denoise``) and diffusers'
-   ``DDIMScheduler.step`` with genzoo's betas as ``trained_betas``, clip_sample to [-1, 1],
+   perturbed, whose x0 predictions are mostly clipped): genzoo's DDIM chain (``DDPM.denoise``) and
+   diffusers' ``DDIMScheduler.step`` with genzoo's betas as ``trained_betas``, clip_sample to [-1, 1],
    ``use_clipped_model_output=True`` (genzoo recomputes eps from the clipped x0), set_alpha_to_one
    (the last step returns x0) and "leading" timesteps on both sides (diffusers' DDIM is inconsistent
    with "linspace": diffusers issues #11347, #12633). One 50-step trajectory from the same x_T; the
@@ -33,6 +34,8 @@ Protocol (everything in this one process, fp32, the same torch thread count for 
    ratios are genzoo/diffusers in speed (>1: genzoo faster), from CPU seconds (on a shared machine
    wall time mostly measures the neighbours); wall ratios are in the JSON. Achieved GFLOP/s is counted
    FLOPs per CPU second, next to this machine's fp32 matmul peak (a 2048x2048 matmul, same threads).
+   genzoo's UNet runs its activations in channels_last by itself; diffusers' stays in its default
+   NCHW unless ``--diffusers-channels-last`` (its weights in channels_last, so its activations follow).
 """
 
 from __future__ import annotations

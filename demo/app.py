@@ -14,7 +14,7 @@ and shows a model's label or sampler controls only when it takes them. What an i
 never from the digits: a page's first view reads the spec of each tab's default model to word its
 notes and fill its class lists. Each image tab opens on the model with the largest images its config records
 (the 28x28 MNIST models before the 8x8 digits), the best test FID of its card among equals. An uploaded image of
-any size and colour is made the chosen model's (C, H, W) as genzoo's image folders are (``zoo.data.images.decode``),
+any size and colour is made the chosen model's (C, H, W) as genzoo's image folders are (``zoo.images.decode``),
 once its header says it is not a decompression bomb (``checked_image``: nothing is decoded before). Pictures of
 pixels are upscaled a whole number of times and shown at their own size, nearest-neighbour (``picture``).
 Bad input is a one-line message in the
@@ -49,7 +49,7 @@ from PIL import Image
 import zoo
 from zoo import hub
 from zoo.data.spec import DataSpec
-from zoo.images import make_grid
+from zoo.images import decode, make_grid
 
 log = logging.getLogger("genzoo.demo")
 
@@ -502,7 +502,7 @@ def checked_image(source: str | Path | io.BytesIO, name: str) -> Image.Image:
 
 def uploaded_image(path: str, spec: DataSpec) -> torch.Tensor:
     """An uploaded image file of any size -> (1, C, H, W), read as genzoo's image folders are
-    (``zoo.data.images.decode``): grayscale or RGB as the data are, shorter side resized, centre crop, once its
+    (``zoo.images.decode``): grayscale or RGB as the data are, shorter side resized, centre crop, once its
     header has passed ``checked_image``.
 
     Grayscale data is bright ink on a dark ground: an image like that (our PNG grids) is taken as it is, dark ink
@@ -517,7 +517,6 @@ def uploaded_image(path: str, spec: DataSpec) -> torch.Tensor:
                          f"{size_text(spec)}: draw one, or give a CSV")
     name = Path(path).name
     checked_image(path, name).close()
-    from zoo.data.images import decode  # imports Lightning: once, on the first upload
 
     try:
         pixels = decode(Path(path), h, c).astype(np.float32) / 255  # (C, H, W)

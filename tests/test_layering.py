@@ -16,6 +16,7 @@ LEVELS = {
     "zoo.models": 2,
     "zoo.registry": 3, "zoo.data": 3, "zoo.metrics": 3, "zoo": 3,  # the package's face re-exports the registry
     "zoo.systems": 4, "zoo.cards": 4,  # the card writer: systems render a run's card with it, it reads no system
+    "zoo.anomaly": 4,  # detectors over models and the registry; the CLI's score command uses it
     "zoo.evaluate": 5, "zoo.cli": 5, "zoo.demo": 5,
 }
 

@@ -33,7 +33,9 @@ train on normal data) and scores data by how unlikely the model finds it::
   general-domain model the same way). A one-component GMM's background is exact (the Gaussian of all
   (2*shift+1)^2 shifted copies, from shifted moments); other models train on random shifts.
 
-**Training** (when the model has no weights yet): GMMs by EM (k-means start), naive Bayes in closed
+**Training** (when the model has no weights yet): GMMs by EM (k-means++ start; one component unless
+``n_components`` says otherwise: in contaminated data a component can settle on a few outliers and
+call them likely; continuous, no ``levels``, unless given), naive Bayes in closed
 form (with ``labels`` given to fit, else k-means clusters as its classes), HMMs by Baum-Welch on
 the texts' characters, VAEs and DDPMs by Adam on their loss for at most ``max_epochs`` epochs or
 ``max_seconds`` seconds. A GPT is not trained here: pass a trained one.
@@ -129,11 +131,11 @@ def as_input(X: Any, name: str = "X") -> tuple[str, Any]:
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in (
             torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
         raise ValueError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): expected at least one sample")
     if t.dim() not in (2, 4):
         raise ValueError(f"{name} must be a table (N, D), images (N, C, H, W) or a list of str, got shape "
                          f"{tuple(t.shape)}")
-    if t.shape[0] == 0 or t.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): expected at least one sample")
     if t.is_floating_point() and not torch.isfinite(t).all():
         bad = (~torch.isfinite(t)).flatten(1).any(1).nonzero()[0, 0].item()
         raise ValueError(f"{name} contains NaN or inf (first in sample {bad}): expected finite values")
@@ -430,7 +432,7 @@ class Detector:
         self.fit_seconds_ = time.perf_counter() - start
         self.decision_scores_ = self._scores(data)
         if self.threshold_quantile is not None:
-            ref = self.decision_scores_ if validation is None else self.decision_function(validation)
+            ref = self.decision_scores_ if validation is None else self._input_scores(validation, "validation")
             self.threshold_ = float(np.quantile(ref, self.threshold_quantile))
         else:
             if validation is not None:
@@ -459,15 +461,15 @@ class Detector:
         return model.to(self.device) if self.device else model
 
     def _train(self, kind: str, data: Any, labels: Any) -> GenerativeModel:
-        seed = self.random_state
+        if labels is not None and self.family != "nb":
+            raise ValueError(f"labels: only naive Bayes takes labels here, the {self.family} family trains unconditionally")
         if self.family == "gmm":
             sizes = {"image_shape": list(data.shape[1:])} if kind == "images" else {"n_features": data.shape[1]}
-            model = self._build("gmm", **sizes, levels=self.hparams.get("levels"))
+            model = self._build("gmm", **sizes, levels=self.hparams.get("levels"),
+                                n_components=self.hparams.get("n_components", 1))
             return self._fit_gmm(model, data)
         if self.family == "nb":
             return self._fit_nb(kind, data, labels)
-        if labels is not None:
-            raise ValueError(f"labels: only naive Bayes takes labels here, the {self.family} family trains unconditionally")
         if self.family == "hmm":
             return self._fit_hmm(data)
         c, h, w = data.shape[1:]
@@ -576,8 +578,16 @@ class Detector:
 
     # -- scoring ------------------------------------------------------------------------------------
 
+    #: what fit sets; reading one before fit is a NotFittedError (an AttributeError, so hasattr is False)
+    FITTED = ("threshold_", "decision_scores_", "labels_", "input_kind_", "n_features_in_", "fit_seconds_")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Detector.FITTED:
+            raise NotFittedError(f"{name}: this Detector is not fitted yet; call fit(X) first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _check_fitted(self, what: str) -> None:
-        if not hasattr(self, "threshold_"):
+        if "threshold_" not in self.__dict__:
             raise NotFittedError(f"{what}: this Detector is not fitted yet; call fit(X) first")
 
     def _check_shape(self, kind: str, data: Any, name: str) -> None:
@@ -593,17 +603,21 @@ class Detector:
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores (N,) of X, float64: higher = more anomalous (see the module docstring)."""
         self._check_fitted("decision_function")
-        kind, data = as_input(X)
+        return self._input_scores(X, "X")
+
+    def _input_scores(self, X: Any, name: str) -> np.ndarray:
+        kind, data = as_input(X, name)
         if kind != self.input_kind_:
-            raise ValueError(f"X holds {kind}, but this detector was fitted on {self.input_kind_}")
+            raise ValueError(f"{name} holds {kind}, but this detector was fitted on {self.input_kind_}")
         if kind == "table" and data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {data.shape[1]} features, but this detector was fitted on {self.n_features_in_}")
+            raise ValueError(f"{name} has {data.shape[1]} features, but this detector was fitted on "
+                             f"{self.n_features_in_}")
         if self._standardizer is not None:
             data = self._standardizer(data)
-        return self._scores(data)
+        return self._scores(data, name)
 
-    def _scores(self, data: Any) -> np.ndarray:
-        self._check_shape(self.input_kind_ if hasattr(self, "input_kind_") else model_kind(self.model_), data, "X")
+    def _scores(self, data: Any, name: str = "X") -> np.ndarray:
+        self._check_shape(self.input_kind_, data, name)
         scores = self._model_scores(self.model_, data)
         if self.background_ is not None:
             scores = scores - self._model_scores(self.background_, data)

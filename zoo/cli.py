@@ -38,9 +38,32 @@ def run_lightning(argv: list[str]) -> None:
 
                 self.datamodule.provide_synthetic(load(name))
 
+        def before_instantiate_classes(self) -> None:
+            """`--ckpt_path last` is the newest last.ckpt of this recipe's runs (Lightning would look only in the
+            new run's empty folder and train from scratch); a checkpoint that does not exist is a one-line error."""
+            config = self.config[self.subcommand]
+            root = config.trainer.get("default_root_dir") or "runs"
+            config.ckpt_path = resolve_ckpt_path(config.get("ckpt_path"), root)
+
         def _instantiate_trainer(self, config, callbacks):
             if config.get("logger") in (None, True):  # CSV always, TensorBoard too when installed
                 config["logger"] = default_loggers(config.get("default_root_dir") or "runs")
+            from lightning.pytorch.callbacks import ModelCheckpoint
+            from lightning.pytorch.plugins.io import CheckpointIO
+
+            from zoo.systems.callbacks import AtomicCheckpointIO, RunCheckpoint
+
+            listed = config.get("callbacks")
+            listed = [] if listed is None else list(listed) if isinstance(listed, list) else [listed]
+            if config.get("enable_checkpointing") is not False and not any(
+                    isinstance(cb, ModelCheckpoint) for cb in [*listed, *callbacks]):
+                listed.append(RunCheckpoint())  # last.ckpt every epoch and the best validation checkpoint
+            config["callbacks"] = listed
+            plugins = config.get("plugins")
+            plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(p, CheckpointIO) for p in plugins):
+                plugins.append(AtomicCheckpointIO())  # a kill mid-write never leaves a truncated checkpoint
+            config["plugins"] = plugins
             return super()._instantiate_trainer(config, callbacks)
 
     from_shell = argv == sys.argv[1:]
@@ -49,6 +72,29 @@ def run_lightning(argv: list[str]) -> None:
         sys.argv[1:] = args
     ZooCLI(GenerativeSystem, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
            seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=None if from_shell else args)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, root: str) -> str | None:
+    """``last``: the ``checkpoints/last.ckpt`` of the newest run under `root` (``<root>/version_N``, highest N
+    that has one), a ValueError if none has; a local path: checked to exist. Others (``best``, URLs) as given."""
+    import re
+
+    if ckpt_path is None:
+        return None
+    ckpt_path = str(ckpt_path)
+    if ckpt_path == "last":
+        runs = [(int(m.group(1)), path) for path in Path(root).glob("version_*/checkpoints/last.ckpt")
+                if (m := re.fullmatch(r"version_(\d+)", path.parent.parent.name))]
+        if not runs:
+            raise ValueError(f"--ckpt_path last: no run in {root}/ has a checkpoints/last.ckpt to resume "
+                             "(start it without --ckpt_path, or give the checkpoint's path)")
+        return str(max(runs)[1])
+    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
+        return ckpt_path
+    if not Path(ckpt_path).is_file():
+        raise ValueError(f"--ckpt_path {ckpt_path}: no such checkpoint file (`--ckpt_path last` resumes the newest "
+                         f"run in {root}/)")
+    return ckpt_path
 
 
 def nested_nulls(argv: list[str]) -> list[str]:
@@ -330,7 +376,11 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from zoo.registry import TASKS
 
+    from zoo import __version__
+
     parser = argparse.ArgumentParser(prog="genzoo", description="genzoo: a model zoo of generative models.")
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in LIGHTNING_COMMANDS.items():  # listed for --help; parsed by LightningCLI
         sub.add_parser(name, help=help_text, add_help=False)
@@ -419,20 +469,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """genzoo's commands. Bad input (a genzoo ValueError or a missing file) is one line and exit 2; any other
+    error is one line and exit 1, with its traceback under ``genzoo --debug COMMAND ...``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        try:
-            run_lightning(argv)
-        except (ValueError, FileNotFoundError) as e:  # bad input found during the run: one line, what was saved stays
-            print(f"genzoo {argv[0]}: error: {e}", file=sys.stderr)
-            return 2
-        return 0
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in argv[:1]
+    argv = argv[1:] if debug else argv
+    command = argv[0] if argv else "genzoo"
     try:
-        args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
-        print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            run_lightning(argv)
+        else:
+            args = build_parser().parse_args(argv)
+            args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback; what was saved stays
+        if debug:
+            raise
+        print(f"genzoo {command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  (a bug or the environment: one line, the traceback on request)
+        if debug:
+            raise
+        print(f"genzoo {command}: error: {type(e).__name__}: {e} (run `genzoo --debug {command} ...` for the "
+              "traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

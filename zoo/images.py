@@ -1,4 +1,5 @@
-"""Image grids as PNG, with PIL and numpy only (torchvision is an optional extra)."""
+"""Image files in and out with PIL and numpy only (torchvision is an optional extra): grids as PNG, and one
+image file decoded to the (C, H, W) uint8 a model of that shape reads (``decode``, bomb-checked first)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+#: the largest image (in pixels) genzoo decodes: larger is refused from its header (PIL's own bomb check)
+MAX_PIXELS = 8192 * 8192
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, scale: int = 4, pad: int = 1):
@@ -49,3 +53,23 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     path.parent.mkdir(parents=True, exist_ok=True)
     make_grid(images, nrow, scale).save(path, format="PNG")
     return path
+
+
+def decode(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """One image file -> uint8 (channels, image_size, image_size): shorter side resized, centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise ValueError(f"{path}: {w}x{h} pixels, more than the {MAX_PIXELS:,} genzoo decodes "
+                             "(a decompression bomb?)")
+        img.seek(0)  # a GIF's first frame
+        img = img.convert("L" if channels == 1 else "RGB")
+        scale = image_size / min(w, h)
+        size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
+        img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+        img = img.crop((left, top, left + image_size, top + image_size))
+        array = np.asarray(img, dtype=np.uint8)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)

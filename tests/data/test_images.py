@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import zoo
+import zoo.images
 from zoo.data import images as images_module
 from zoo.data.images import ImageFolderDataModule, Mnist5kDataModule, mnist_5k_split
 
@@ -92,7 +93,7 @@ def test_bad_folders_are_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no readable image"), pytest.warns(UserWarning):
         ImageFolderDataModule(str(tmp_path / "junk")).setup()
     bomb = write_folder(tmp_path / "bomb", per_class=10)
-    monkeypatch.setattr(images_module, "MAX_PIXELS", 100)
+    monkeypatch.setattr(zoo.images, "MAX_PIXELS", 100)
     with pytest.raises(ValueError, match=r"40x30 pixels, more than the 100 genzoo decodes"):
         ImageFolderDataModule(str(bomb)).setup()
     with pytest.raises(ValueError, match="channels must be 1 \\(grey\\) or 3"):
@@ -207,3 +208,24 @@ def test_a_label_name_the_model_does_not_know_is_one_line(tmp_path, capsys):
 
     assert main(["sample", "ddpm-mnist-5k", "--label", "cat", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
     assert "--label 'cat': ddpm-mnist-5k takes one of 0, 1, 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("gmm-mnist-5k", ["--trainer.max_epochs", "2", "--model.net.n_components", "2", "--model.init_samples", "200"]),
+    ("nb-mnist-5k", []),
+])
+def test_the_probabilistic_families_train_on_a_folder_of_rgb_images(recipe, extra, tmp_path):
+    """GMM and naive Bayes model the pixels of 32x32 RGB images as they do MNIST's (sizes from the folder)."""
+    from pathlib import Path
+
+    from zoo.cli import main
+
+    root = write_folder(tmp_path / "pets", per_class=10)
+    config = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.yaml"
+    assert main(["fit", "--config", str(config), "--data", "zoo.data.images.ImageFolderDataModule",
+                 "--data.root", str(root), "--data.image_size", "32", "--data.batch_size", "8",
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), *extra]) == 0
+    model = zoo.load(str(tmp_path / "runs" / "version_0" / "pretrained"))
+    x = model.sample(2, seed=0)
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(model.log_prob(x)).all()

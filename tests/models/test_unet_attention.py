@@ -109,3 +109,26 @@ def test_timestep_spacings_are_diffusers():
             assert model.timesteps(steps, spacing) == scheduler.timesteps.tolist(), (spacing, steps)
     with pytest.raises(ValueError, match="spacing must be one of"):
         model.timesteps(5, "karras")
+
+
+def test_denoise_is_the_chain_sample_runs():
+    model = attention_ddpm(28, 1)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # what sample(seed=0) draws first
+    expected = model.sample(2, seed=0, steps=4)
+    torch.testing.assert_close((model.denoise(x_T, model.timesteps(4)) + 1) / 2, expected, atol=0, rtol=0)
+
+
+@torch.no_grad()
+def test_ddim_agrees_with_diffusers_ddim_scheduler():
+    """genzoo's DDIM steps = diffusers' DDIMScheduler (clipped x0, eps recomputed from it) on the same network."""
+    diffusers = pytest.importorskip("diffusers")
+    model = attention_ddpm(28, 1)
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=50, trained_betas=model.schedule.betas().tolist(),
+                                        clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")
+    scheduler.set_timesteps(10)
+    ts = model.timesteps(10, "leading")
+    assert scheduler.timesteps.tolist() == ts
+    x = x_T = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for t in scheduler.timesteps:
+        x = scheduler.step(model.ema(x, t.expand(3)), t, x, use_clipped_model_output=True).prev_sample
+    torch.testing.assert_close(model.denoise(x_T, ts), x, atol=1e-5, rtol=0)  # diffusers' float32 cumprod of betas

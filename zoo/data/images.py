@@ -34,11 +34,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.checks import check_int
 from zoo.data.spec import FOLDER_CLASSIFIER, DataSpec
+from zoo.images import decode
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SPLITS = ("train", "val", "test")
-#: the largest image (in pixels) genzoo decodes: larger is refused from its header (PIL's own bomb check)
-MAX_PIXELS = 8192 * 8192
 
 
 def find_images(root: Path) -> tuple[list[Path], list[str]]:
@@ -58,26 +57,6 @@ def find_images(root: Path) -> tuple[list[Path], list[str]]:
         raise ValueError(f"root {str(root)!r} mixes images and class folders ({loose[0].name}, {sorted(top)[0]}/): "
                          "put every image in a class folder, or none")
     return files, sorted(top)
-
-
-def decode(path: Path, image_size: int, channels: int) -> np.ndarray:
-    """One image file -> uint8 (channels, image_size, image_size): shorter side resized, centre crop."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        w, h = img.size
-        if w * h > MAX_PIXELS:
-            raise ValueError(f"{path}: {w}x{h} pixels, more than the {MAX_PIXELS:,} genzoo decodes "
-                             "(a decompression bomb?)")
-        img.seek(0)  # a GIF's first frame
-        img = img.convert("L" if channels == 1 else "RGB")
-        scale = image_size / min(w, h)
-        size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
-        img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-        img = img.crop((left, top, left + image_size, top + image_size))
-        array = np.asarray(img, dtype=np.uint8)
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 class _Files(Dataset):

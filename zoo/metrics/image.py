@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -103,7 +104,18 @@ class ImageMetrics(nn.Module):
         return {"fid": float(self.fid.compute()), "kid": float(kid), "is": float(inception)}
 
 
-def _batches(images: Tensor, size: int = 500):
+#: the most pixel values (N x C x H x W) one batch of sampling or feature extraction holds: memory is bounded by
+#: elements, not images (500 images of 28x28, 42 of 3x128x128)
+MAX_BATCH_ELEMENTS = 1 << 22
+
+
+def batch_size_for(shape: tuple[int, ...], most: int = 500) -> int:
+    """Images of `shape` (C, H, W) per batch: at most `most`, at most MAX_BATCH_ELEMENTS values."""
+    return max(1, min(most, MAX_BATCH_ELEMENTS // max(1, math.prod(shape))))
+
+
+def _batches(images: Tensor, size: int | None = None):
+    size = size or batch_size_for(tuple(images.shape[1:]))
     for start in range(0, len(images), size):
         yield images[start:start + size]
 
@@ -121,15 +133,23 @@ def real_data_floor(train: Tensor, real: Tensor, extractor: str | nn.Module | No
 
 
 @torch.no_grad()
-def generate(model: nn.Module, n: int, seed: int = 0, batch_size: int = 500,
-             sample_kwargs: dict[str, Any] | None = None) -> tuple[Tensor, Tensor | None]:
-    """`n` samples of `model` in seeded batches, class-balanced (label i % num_classes) if it is conditional."""
+def generate(model: nn.Module, n: int, seed: int = 0, batch_size: int | None = None,
+             sample_kwargs: dict[str, Any] | None = None, progress: bool | None = None) -> tuple[Tensor, Tensor | None]:
+    """`n` samples of `model` in seeded batches (default: ``batch_size_for`` its image shape), class-balanced
+    (label i % num_classes) if it is conditional; a tqdm bar on a terminal (`progress` None) or if True."""
+    from tqdm.auto import tqdm
+
     if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_SAMPLES:
         raise ValueError(f"n must be an integer in 2..{MAX_SAMPLES}, got {n!r}")
     classes = getattr(model, "num_classes", None)
     labels = torch.arange(n) % classes if classes else None
+    shape = getattr(model, "image_shape", None)
+    batch_size = batch_size or (batch_size_for(tuple(shape)) if shape else 500)
     images = []
-    for i, start in enumerate(range(0, n, batch_size)):
+    starts = range(0, n, batch_size)
+    bar = tqdm(starts, desc=f"sampling {n:,} images for the metrics", leave=False,
+               disable=None if progress is None else not progress)
+    for i, start in enumerate(bar):
         extra = {} if labels is None else {"labels": labels[start:start + batch_size]}
         images.append(model.sample(min(batch_size, n - start), seed=seed + i, **extra, **(sample_kwargs or {})))
     return torch.cat(images).cpu(), labels

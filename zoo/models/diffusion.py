@@ -243,7 +243,9 @@ class DDPM(GenerativeModel):
                 guidance: float | None = None, eta: float = 0.0, generator: torch.Generator | None = None,
                 progress: bool | None = False, desc: str = "denoising") -> Tensor:
         """x_T (N, C, H, W) in the network's [-1, 1] scale -> x_0 over descending `timesteps` (``timesteps()``
-        makes them): the chain ``sample`` runs, from a given start; eta 0 is DDIM, 1 ancestral."""
+        makes them): the chain ``sample`` runs, from a given start; eta 0 is DDIM, 1 ancestral. `labels` (N,) of a
+        conditional model, `guidance` (default: the model's) as in ``sample``."""
+        self._check_built()
         guidance = self.guidance if guidance is None else guidance
         for i, t in enumerate(_progress(timesteps, progress, desc)):
             x = self._step(x, t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, labels, guidance, eta, generator)

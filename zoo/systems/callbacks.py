@@ -1,12 +1,27 @@
-"""Training callbacks shared by every family."""
+"""Training callbacks shared by every family, and the checkpointing every `genzoo fit` uses.
+
+``RunCheckpoint`` keeps ``checkpoints/last.ckpt`` (every epoch, EM iterations included) and the best
+validation checkpoint; ``AtomicCheckpointIO`` writes each of them all-or-nothing. ``genzoo fit`` adds
+both unless the recipe brings its own (zoo.cli.ZooCLI).
+"""
 
 from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from zoo.images import make_grid
 from zoo.systems.base import run_dir
@@ -105,3 +120,144 @@ class ImageQuality(L.Callback):
         if labels is not None:
             values["cond_acc"] = conditional_accuracy(images, labels, self._extractor)
         pl_module.log_dict({f"{self.split}/{k}": v for k, v in values.items()}, sync_dist=False)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+#: What "best" means, by the validation metric a run logs (the first of these it logs): the loss of gradient
+#: systems (GPT, diffusion, classifier), the ELBO of VAEs, the log-likelihood of EM systems, else the FID of an
+#: ImageQuality callback (the GAN: its critic losses do not rank samples). A run logging none keeps last.ckpt only.
+BEST_METRICS = (("val/loss", "min"), ("val/elbo", "max"), ("val/log_likelihood", "max"), ("val/fid", "min"))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt`` at the end of every training epoch, and ``checkpoints/best-epoch=E-step=S.ckpt``:
+    the best validation so far, judged right after each validation.
+
+    Unlike a plain ModelCheckpoint it also saves when the global step did not move (EM systems before they
+    counted M-steps, a fine-tuning's validation at step 0), writes last.ckpt whether or not the epoch was the
+    best, carries the best across a resume into a new run folder (the old folder's file stays the best until
+    beaten; nothing outside this run's folder is deleted), and records the validation metrics logged with the
+    best checkpoint, for the card of the model exported from it (GenerativeSystem.on_fit_end).
+
+    Args:
+        monitor, mode: the metric and "min"/"max"; ``"auto"``: the first of ``BEST_METRICS`` the system logs.
+            None keeps last.ckpt only.
+    """
+
+    def __init__(self, monitor: str | None = "auto", mode: str = "min", filename: str = "best-{epoch}-{step}",
+                 dirpath: str | None = None):
+        self._auto = monitor == "auto"
+        super().__init__(dirpath=dirpath, filename=filename, monitor=None if self._auto else monitor, mode=mode,
+                         save_last=True, save_top_k=0 if monitor is None else 1, enable_version_counter=False)
+        self._saved_end_of = None  # (epoch, global step) of the last last.ckpt
+        self.best_epoch: int | None = None
+        self.best_step: int | None = None
+        self.best_metrics: dict[str, float] = {}
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor="auto" if self._auto else self.monitor)
+
+    def _skip(self, trainer: L.Trainer) -> bool:
+        return bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
+
+    def _resolve_monitor(self, trainer: L.Trainer) -> None:
+        if not self._auto or self.monitor is not None:
+            return
+        logged = trainer.callback_metrics
+        found = next(((name, mode) for name, mode in BEST_METRICS if name in logged), None)
+        if found is None:
+            return
+        self.monitor, self.mode = found
+        self.kth_value = torch.tensor(math.inf if self.mode == "min" else -math.inf)
+        rank_zero_info(f"Keeping the best checkpoint by {self.monitor} ({'lower' if self.mode == 'min' else 'higher'}"
+                       " is better) and last.ckpt in " + str(self.dirpath))
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        pass  # no step- or time-based saving: last at epoch ends, best after validations
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._skip(trainer) or self.save_top_k == 0:
+            return
+        self._resolve_monitor(trainer)
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is None or self.monitor not in candidates:
+            return
+        before = self.best_model_path
+        self._save_monitor_checkpoint(trainer, candidates)
+        if self.best_model_path != before:
+            self.best_epoch, self.best_step = int(candidates["epoch"]), int(candidates["step"])
+            self.best_metrics = {k: float(v) for k, v in candidates.items()
+                                 if k.startswith("val/") and v.numel() == 1}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        end_of = (trainer.current_epoch, trainer.global_step)
+        if self._skip(trainer) or end_of == self._saved_end_of:
+            return
+        self._saved_end_of = end_of
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass  # last.ckpt is written at every epoch end; a run stopped mid-epoch keeps the last complete epoch
+
+    def best(self) -> dict[str, Any] | None:
+        """The best checkpoint: its path, epoch, step, the monitored metric and its score, and the validation
+        metrics logged with it; None before the first validation (or without a monitor)."""
+        if not self.best_model_path or self.best_model_score is None:
+            return None
+        return {"path": self.best_model_path, "epoch": self.best_epoch, "step": self.best_step,
+                "monitor": self.monitor, "score": float(self.best_model_score), "metrics": dict(self.best_metrics)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "mode": self.mode, "best_epoch": self.best_epoch,
+                "best_step": self.best_step, "best_metrics": self.best_metrics}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Everything, also when this run writes to a new folder (a resume does): the best so far stays the
+        one to beat."""
+        if self._auto and state_dict.get("monitor"):
+            self.monitor, self.mode = state_dict["monitor"], state_dict.get("mode", self.mode)
+        for key in ("best_model_score", "best_model_path", "kth_best_model_path", "kth_value", "best_k_models",
+                    "best_epoch", "best_step", "best_metrics"):
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, all-or-nothing on any local filesystem: the checkpoint goes to a temporary
+    file in its own folder, is flushed to disk, then renamed over the target (os.replace, atomic on POSIX), and
+    the folder is synced. A kill at any moment leaves the previous checkpoint or the new one, never a truncated
+    file. (Lightning's own writer stages in the system temp folder, so on another filesystem its final move is a
+    copy that a kill can cut short.) Remote paths go to Lightning's writer."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -27,13 +27,18 @@ class ClassifierSystem(GenerativeSystem):
         net: the DigitsClassifier to train.
         lr, weight_decay: AdamW settings; cosine decay of the learning rate over training.
         shift: random translation of training images in pixels (0 turns augmentation off).
+        noise: the largest amplitude of uniform pixel noise added to training images (each image draws its own
+            amplitude in [0, noise]; clipped to [0, 1]): an extractor that generated images' speckled
+            backgrounds do not throw off (0 turns it off).
         init_from: a pretrained folder to fine-tune.
     """
 
     def __init__(self, net: DigitsClassifier | None = None, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 shift: int = 1, init_from: str | None = None):
+                 shift: int = 1, noise: float = 0.0, init_from: str | None = None):
         if shift < 0:
             raise ValueError(f"shift must be >= 0, got {shift}")
+        if not 0 <= noise <= 1:
+            raise ValueError(f"noise must be in [0, 1], got {noise!r}")
         super().__init__(net or DigitsClassifier(), init_from)
         self.save_hyperparameters(ignore=["net"])
 
@@ -41,6 +46,9 @@ class ClassifierSystem(GenerativeSystem):
         x, y = batch
         if stage == "train" and self.hparams.shift:
             x = random_shift(x, self.hparams.shift)
+        if stage == "train" and self.hparams.get("noise"):
+            amplitude = self.hparams.noise * torch.rand(len(x), 1, 1, 1, device=x.device)
+            x = (x + amplitude * torch.rand_like(x)).clamp(0, 1)
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         on_step = stage == "train"

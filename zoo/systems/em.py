@@ -13,6 +13,9 @@ Because the M-step sees exact sums, 2 processes give the same parameters as 1. T
 ``DistributedSampler``, which pads the epoch with repeated samples when N is not divisible by the
 world size; each rank drops its padded samples before the E-step (see ``_real_samples``).
 
+Each M-step counts as one global step, so checkpoints are written every iteration (last.ckpt, and the
+best ``val/log_likelihood``), and a run resumed from one continues the iterations where they stopped.
+
 Initialisation (k-means++ for a mixture, ...) runs once before the first epoch via
 ``net.initialize(*inputs)`` on the first ``init_samples`` training samples read in dataset order
 (not sampler order), so every rank, and a 1-process run, starts from the same parameters.
@@ -78,9 +81,10 @@ class EMSystem(GenerativeSystem):
     # -- initialisation ------------------------------------------------------------------------
 
     def on_train_start(self) -> None:
-        resuming = self.trainer.ckpt_path is not None
+        resuming = self.trainer.ckpt_path is not None  # the checkpoint holds the parameters EM continues from
         if self.init_samples and not self.init_from and not resuming and hasattr(self.net, "initialize"):
             self.net.initialize(*self._init_inputs(self._first_samples(self.init_samples)))
+        super().on_train_start()  # fine-tuning: validate the parent first
 
     def _first_samples(self, n: int) -> list[tuple]:
         """The `_inputs` of the first `n` training samples in dataset order: identical on every rank."""
@@ -103,6 +107,7 @@ class EMSystem(GenerativeSystem):
     # -- the EM epoch --------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
         self._stats, self._seen = None, 0
 
     def training_step(self, batch, batch_idx) -> None:
@@ -144,12 +149,21 @@ class EMSystem(GenerativeSystem):
         if count <= 0:
             return
         self.net.m_step(stats)
+        self._count_step()
         ll = stats["log_likelihood"].item()
         metrics = {"train/log_likelihood": ll / count}
         if hasattr(self.net, "n_parameters"):
             metrics["train/bic"] = -2 * ll + self.net.n_parameters * math.log(count)
         self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
         self.log("train_ll", metrics["train/log_likelihood"], prog_bar=True, logger=False, on_epoch=True)
+
+    def _count_step(self) -> None:
+        """Count the M-step as the optimiser step EM has instead: Lightning's global step is then the number of
+        EM iterations (checkpoint names, ``max_steps``), and checkpoint callbacks, which save only when the
+        global step moved, save every iteration. The counter is part of the loop state a checkpoint restores."""
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
 
     def _all_reduce_sum(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         """One all-reduce of every statistic, flattened into a single float64 vector."""
