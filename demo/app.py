@@ -17,6 +17,9 @@ notes and fill its class lists. Each image tab opens on the model with the large
 any size and colour is made the chosen model's (C, H, W) as genzoo's image folders are (``zoo.images.decode``),
 once its header says it is not a decompression bomb (``checked_image``: nothing is decoded before). Pictures of
 pixels are upscaled a whole number of times and shown at their own size, nearest-neighbour (``picture``).
+The Anomalies tab wraps the chosen model in ``zoo.anomaly.Detector``: its threshold is a quantile of the scores of
+the model's own validation digits, and an image's score is drawn against the scores of its normal test digits
+(overlaid histograms, ``score_chart``), both computed once per model (``reference``).
 Bad input is a one-line message in the
 UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
 listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
@@ -38,16 +41,18 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 import zoo
 from zoo import hub
+from zoo.anomaly import Detector
 from zoo.data.spec import DataSpec
 from zoo.images import decode, make_grid
 
@@ -68,10 +73,14 @@ LIMITS = {
 }
 #: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
 CONCURRENCY, QUEUE_SIZE = 2, 64
-#: IWAE importance samples for interactive VAE scores (model cards use k=1000: ~20x slower).
-DEMO_IWAE_K = 32
-#: training images scored for the reference distribution of the Anomalies tab
-REFERENCE_SIZE = 128
+#: IWAE importance samples of the Anomalies tab's VAE scores (model cards use k=1000): with 4, a VAE's first request
+#: (scoring its 2 x REFERENCE_SIZE reference digits) takes a few seconds on a CPU, not minutes
+DEMO_IWAE_K = 4
+#: normal digits the Anomalies tab scores once per model, from each of two splits of the model's own datamodule:
+#: the validation split sets the threshold, the test split is the histogram an image's score is drawn against
+REFERENCE_SIZE = 200
+#: an image is anomalous above this quantile of the scores of the validation digits (the Detector's threshold_)
+THRESHOLD_QUANTILE = 0.99
 #: on-screen pixels of an image's longer side in each kind of picture (images are upscaled a whole number of times,
 #: nearest-neighbour: 8x8 digits 8x in a grid, 28x28 digits 3x)
 TILE = {"grid": 64, "small": 48, "large": 128}
@@ -167,7 +176,7 @@ def training_data(name: str) -> Any:
 
 
 def split_dataset(name: str, split: str) -> Any:
-    """The `split` ("train" or "test") dataset of the model's own datamodule."""
+    """The `split` ("train", "val" or "test") dataset of the model's own datamodule."""
     return getattr(training_data(name), f"{split}_dataloader")().dataset
 
 
@@ -221,7 +230,8 @@ def recorded_shape(name: str) -> tuple[int, ...] | None:
 
 def preferred(names: list[str]) -> list[str]:
     """`names` with the tab's default model first: the one on the largest images its config records (28x28
-    digits before 8x8 ones), then the best test FID its card records; the others keep their order."""
+    digits before 8x8 ones), then the best test FID its card records; the others follow, those on larger images
+    first (registry order among equals)."""
     if not names:
         return names
 
@@ -230,7 +240,7 @@ def preferred(names: list[str]) -> list[str]:
         return -(math.prod(shape) if shape else 0), zoo.model_info(name).card_metrics().get("fid", math.inf)
 
     first = min(names, key=rank)  # the first of equals, in registry order
-    return [first, *(n for n in names if n != first)]
+    return [first, *sorted((n for n in names if n != first), key=lambda n: rank(n)[0])]  # sorted() is stable
 
 
 def card_line(name: str) -> str:
@@ -536,35 +546,36 @@ def refuse_bombs(source: str | Path | io.BytesIO | None, name: str | None) -> No
             raise gr.Error(_message(e), print_exception=False) from None
 
 
-class ImageInput(gr.Image):
-    """An image upload (type "filepath") whose header is checked before Gradio opens the file: Gradio's own PIL
-    check lets through bombs of up to 179 million pixels, and refuses larger ones with no message."""
+def image_input(**kwargs: Any) -> gr.Image:
+    """gr.Image (type "filepath") whose upload's header is checked before Gradio opens the file: Gradio's own PIL
+    check lets through bombs of up to 179 million pixels, and refuses larger ones with no message. (The check is
+    set on the instance: Gradio writes a .pyi stub beside the source of every component subclass.)"""
+    component = gr.Image(**kwargs)
+    preprocess = component.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # the browser's component is gr.Image's
-
-    get_block_class = get_block_name
-
-    def preprocess(self, payload: Any) -> Any:
+    def checked(payload: Any) -> Any:
         refuse_bombs(getattr(payload, "path", None), getattr(payload, "orig_name", None))
-        return super().preprocess(payload)
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
 
 
-class SketchpadInput(gr.Sketchpad):
+def sketchpad_input(**kwargs: Any) -> gr.Sketchpad:
     """gr.Sketchpad whose images are checked from their header before Gradio decodes them (it always does, whatever
     its type): an API call may send any PNG as the drawing."""
+    component = gr.Sketchpad(**kwargs)
+    convert = component.convert_and_format_image
 
-    def get_block_name(self) -> str:
-        return "imageeditor"  # the browser's component is gr.ImageEditor's
-
-    get_block_class = get_block_name
-
-    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+    def checked(file: Any, flatten_on_white: bool = False) -> Any:
         if isinstance(file, (bytes, bytearray, memoryview)):
             refuse_bombs(io.BytesIO(file), "the drawing")
         elif file is not None:
             refuse_bombs(file.path, "the drawing")
-        return super().convert_and_format_image(file, flatten_on_white)
+        return convert(file, flatten_on_white)
+
+    component.convert_and_format_image = checked
+    return component
 
 
 def csv_numbers(path: str, columns: int, what: str, limit: int) -> np.ndarray:
@@ -727,9 +738,9 @@ def walk_tab() -> None:
                 label = class_label_input()
                 on_model(name, label_choices, label)
                 with gr.Row():
-                    image_a = ImageInput(type="filepath", image_mode=None, label="image A (optional)",
+                    image_a = image_input(type="filepath", image_mode=None, label="image A (optional)",
                                          sources=["upload"])
-                    image_b = ImageInput(type="filepath", image_mode=None, label="image B (optional)",
+                    image_b = image_input(type="filepath", image_mode=None, label="image B (optional)",
                                          sources=["upload"])
                 button = gr.Button("Walk", variant="primary", elem_id="walk-generate")
             with gr.Column(scale=2):
@@ -982,64 +993,237 @@ def sequences_tab() -> None:
 # -- Anomalies ---------------------------------------------------------------------------------
 
 
-def anomaly_scores(m: Any, x: torch.Tensor) -> np.ndarray:
-    """Anomaly scores -log p(x) (higher = more unusual) of images x (N, C, H, W) under a density model.
+@dataclass(frozen=True)
+class Reference:
+    """What the Anomalies tab compares a model's scores with, computed once per model (``reference``)."""
 
-    Stochastic estimates are seeded, so the same images always get the same scores; VAEs estimate
-    log p(x) by importance sampling with fewer samples than the model card, so that a request takes
-    a second, not a minute.
-    """
-    takes = m.accepts("log_prob")  # the estimator's declared settings
-    options = {"k": DEMO_IWAE_K} if "k" in takes else {}
-    if "seed" in takes:
-        options["seed"] = 0
-    with torch.no_grad():
-        return (-m.log_prob(x, **options)).cpu().numpy()
+    detector: Detector  # fitted on the validation digits: its threshold_ is their THRESHOLD_QUANTILE quantile
+    scores: np.ndarray  # (N,) scores of the normal test digits: the histogram and the percentiles
+    validation: int  # how many validation digits set the threshold
+    data: str  # the data's name, for labels
 
 
-def reference_images(name: str) -> torch.Tensor:
-    """A fixed (seeded) sample of REFERENCE_SIZE training images of the model's own datamodule."""
-    train = split_dataset(name, "train")
-    return images_at(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE])
+def scoring_model(name: str) -> Any:
+    """Model `name` if its declarations give it a density over images (the Anomalies tab's models), else a ValueError
+    listing them."""
+    m = model(name)
+    if not scores_images(type(m)):
+        raise ValueError(f"{name} ({type(m).__name__}) has no density over images to score with; choose one of: "
+                         f"{', '.join(models_where(scores_images))}")
+    return m
+
+
+def reference_images(name: str, split: str) -> torch.Tensor:
+    """A fixed (seeded) sample of at most REFERENCE_SIZE images of the `split` ("val" or "test") of the model's own
+    datamodule, in the split's order."""
+    data = split_dataset(name, split)
+    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:REFERENCE_SIZE]
+    return images_at(data, chosen.sort().values)
 
 
 @functools.cache
-def reference_scores(name: str) -> np.ndarray:
-    """Scores of the reference training images under model `name` (cached)."""
-    return anomaly_scores(model(name), reference_images(name))
+def reference(name: str) -> Reference:
+    """Model `name` as a ``zoo.anomaly.Detector`` fitted on its validation digits (the threshold), and the scores of
+    its test digits, computed once. VAE scores take DEMO_IWAE_K importance samples; every estimate is seeded."""
+    m = scoring_model(name)
+    options = {"k": DEMO_IWAE_K} if "k" in m.accepts("log_prob") else {}
+    detector = Detector(m, threshold_quantile=THRESHOLD_QUANTILE, score_options=options)
+    validation = reference_images(name, "val")
+    detector.fit(validation)  # a trained model is not refitted: fit records the scores and the threshold
+    return Reference(detector, detector.decision_function(reference_images(name, "test")), len(validation),
+                     data_spec(name).name)
 
 
-def histogram(values: np.ndarray, marks: np.ndarray, bins: int = 30):
-    """A data frame for gr.BarPlot: the training histogram, with the scored images counted beside it."""
-    import pandas as pd
+def percentile(normal: np.ndarray, score: float) -> float:
+    """The percentage of the normal scores below `score`."""
+    return round(float((normal < score).mean() * 100), 1)
 
-    low, high = float(min(values.min(), marks.min())), float(max(values.max(), marks.max()))
-    edges = np.linspace(low, high + 1e-9, bins + 1)
-    centres = np.round((edges[:-1] + edges[1:]) / 2, 1)
-    train = np.histogram(values, edges)[0] / len(values)
-    yours = np.histogram(marks, edges)[0] / len(marks)
-    return pd.DataFrame({"score": np.concatenate([centres, centres]),
-                         "fraction": np.concatenate([train, yours]),
-                         "images": ["training"] * bins + ["yours"] * bins})
+
+def verdict(score: float, threshold: float) -> str:
+    return "anomalous" if score > threshold else "normal"  # Detector.predict's rule
+
+
+def threshold_text(ref: Reference) -> str:
+    return (f"the threshold {ref.detector.threshold_:,.1f} nats, the {THRESHOLD_QUANTILE * 100:g}th percentile of the "
+            f"scores of {ref.validation} normal validation digits of {ref.data}")
+
+
+def answer(ref: Reference, scores: np.ndarray) -> str:
+    """The Anomalies tab's answer: score, threshold, verdict and the percentile among the normal test digits."""
+    threshold, normal = ref.detector.threshold_, f"{len(ref.scores)} normal test digits"
+    if len(scores) == 1:
+        s = float(scores[0])
+        side = "above" if s > threshold else "at or below"
+        return (f"**{verdict(s, threshold)}**: score {s:,.1f} nats, {side} {threshold_text(ref)}. It scores higher "
+                f"than {percentile(ref.scores, s)}% of {normal}.")
+    flagged = int((scores > threshold).sum())
+    return (f"**{flagged} of {len(scores)} images anomalous**: score above {threshold_text(ref)}. Scores "
+            f"{scores.min():,.1f} to {scores.max():,.1f} nats; each image's percentile among {normal} is in the table.")
+
+
+#: the Anomalies tab's chart: its size in pixels, the plot's margins (left, top, right, bottom) and bins
+CHART = {"size": (680, 380), "margins": (76, 58, 24, 54), "bins": 30}
+#: fills are semi-transparent and each histogram is drawn from zero over the other (overlaid, never stacked):
+#: where both have images, the two colours mix
+NORMAL_FILL, NORMAL_EDGE = (31, 119, 180, 110), (31, 119, 180, 255)
+YOURS_FILL, YOURS_EDGE = (255, 127, 14, 110), (214, 96, 0, 255)
+THRESHOLD_COLOUR = (214, 39, 40, 255)
+INK = (40, 40, 40, 255)
+
+
+def font(size: int = 13) -> Any:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def nice_ticks(low: float, high: float, count: int = 6) -> tuple[list[float], float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) from `low` to `high`, and the step."""
+    raw = (high - low) / count
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)], step
+
+
+def tick_text(value: float, step: float) -> str:
+    """A tick's label with the decimals its step needs ("2,500", "0.25"), zero without a sign."""
+    decimals = next((d for d in range(7) if abs(round(step, d) - step) <= 1e-9 * step), 6)
+    return f"{0.0 if abs(value) < step / 2 else value:,.{decimals}f}"
+
+
+def axis_range(normal: np.ndarray, marks: np.ndarray, threshold: float) -> tuple[float, float]:
+    """The score axis: the normal scores and the threshold, widened to the scored images within one such span of
+    them (images farther off are shown as a count at the edge, so that the normal histogram stays readable)."""
+    low, high = min(float(normal.min()), threshold), max(float(normal.max()), threshold)
+    span = high - low or max(1.0, abs(high) / 100)
+    near = marks[(marks >= low - span) & (marks <= high + span)]
+    if len(near):
+        low, high = min(low, float(near.min())), max(high, float(near.max()))
+    pad = (high - low) * 0.04 or 1.0
+    return low - pad, high + pad
+
+
+def score_chart(normal: np.ndarray, marks: np.ndarray, threshold: float, *, normal_label: str, marks_label: str,
+                threshold_label: str) -> Image.Image:
+    """Overlaid (not stacked) semi-transparent histograms of the `normal` scores and, for two or more, of the scored
+    images' `marks` (fractions of each group, the same bins), a dashed line at `threshold` and a triangle under
+    each scored image's score (and a line, for one image); drawn with PIL, as a CHART["size"] picture."""
+    width, height = CHART["size"]
+    left, top, right, bottom = CHART["margins"]
+    x0, y0, x1, y1 = left, top, width - right, height - bottom  # the plot, y1 its baseline
+    low, high = axis_range(normal, marks, threshold)
+    edges = np.linspace(low, high, CHART["bins"] + 1)
+    inside = marks[(marks >= low) & (marks <= high)]
+    groups = [(np.histogram(normal, edges)[0] / len(normal), NORMAL_FILL, NORMAL_EDGE)]
+    if len(marks) > 1:
+        groups.append((np.histogram(inside, edges)[0] / len(marks), YOURS_FILL, YOURS_EDGE))
+    y_max = max(g[0].max() for g in groups) * 1.1 or 1.0
+
+    def px(score: float) -> int:
+        return round(x0 + (score - low) / (high - low) * (x1 - x0))
+
+    def py(fraction: float) -> int:
+        return round(y1 - fraction / y_max * (y1 - y0))
+
+    image = Image.new("RGBA", (width, height), "white")
+    for fractions, fill, edge in groups:  # each from zero, composited over the other: overlaid
+        layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        bars = ImageDraw.Draw(layer)
+        for f, a, b in zip(fractions, edges[:-1], edges[1:]):
+            if f > 0:
+                bars.rectangle([px(a), py(f), px(b) - 1, y1], fill=fill, outline=edge)
+        image = Image.alpha_composite(image, layer)
+    draw, small, label = ImageDraw.Draw(image), font(12), font(13)
+
+    def text(xy: tuple[float, float], words: str, where: str = "left", fill: Any = INK, face: Any = small) -> None:
+        w = draw.textlength(words, font=face)
+        x = xy[0] - {"left": 0, "centre": w / 2, "right": w}[where]
+        draw.text((x, xy[1]), words, fill=fill, font=face)
+
+    ticks, step = nice_ticks(low, high)  # the score axis
+    for t in ticks:
+        draw.line([px(t), y1, px(t), y1 + 4], fill=INK)
+        text((px(t), y1 + 6), tick_text(t, step), "centre")
+    text(((x0 + x1) / 2, height - 20), "score = -log p(x), nats (higher = more unusual)", "centre", face=label)
+    ticks, step = nice_ticks(0, y_max, 4)  # the fraction axis
+    for t in ticks:
+        draw.line([x0 - 4, py(t), x0, py(t)], fill=INK)
+        text((x0 - 7, py(t) - 7), tick_text(t, step), "right")
+    title = Image.new("RGBA", (int(draw.textlength("fraction of images", font=label)) + 4, 18), (0, 0, 0, 0))
+    ImageDraw.Draw(title).text((2, 1), "fraction of images", fill=INK, font=label)
+    title = title.rotate(90, expand=True)
+    image.alpha_composite(title, (6, round((y0 + y1 - title.height) / 2)))
+    draw.line([x0, y0, x0, y1], fill=INK)
+    draw.line([x0, y1, x1, y1], fill=INK)
+
+    t = px(threshold)  # the threshold: a dashed line
+    for y in range(y0, y1, 10):
+        draw.line([t, y, t, min(y + 5, y1)], fill=THRESHOLD_COLOUR, width=2)
+    text((t + 4, y0 + 2), f"{threshold:,.1f}", fill=THRESHOLD_COLOUR)
+    for s in inside:  # the scored images: a triangle under each score, a line for a single image
+        x = px(float(s))
+        if len(marks) == 1:
+            draw.line([x, y0, x, y1], fill=YOURS_EDGE, width=2)
+            text((x - 4, y0 + 16), f"{float(s):,.1f}", "right", fill=YOURS_EDGE)
+        draw.polygon([(x, y1 - 9), (x - 5, y1), (x + 5, y1)], fill=YOURS_EDGE)
+    for side, off in (("right", marks[marks > high]), ("left", marks[marks < low])):  # the ones off the axis
+        if len(off):
+            far = float(off.max() if side == "right" else off.min())
+            words = (f"{len(off)} image{'s' * (len(off) > 1)} off the axis, "
+                     f"{'at' if len(off) == 1 else 'up to' if side == 'right' else 'down to'} {far:,.1f} nats")
+            words = f"{words} >>" if side == "right" else f"<< {words}"
+            at = (x1 - 4 if side == "right" else x0 + 4, y0 + 34)
+            w = draw.textlength(words, font=small)
+            box_left = at[0] - w if side == "right" else at[0]
+            draw.rectangle([box_left - 3, at[1] - 2, box_left + w + 3, at[1] + 15], fill="white", outline=YOURS_EDGE)
+            text(at, words, side, fill=YOURS_EDGE)
+
+    x = x0  # the legend: a swatch of each histogram (a line for a single image), then the threshold's dashes
+    for fill, edge, words in [(NORMAL_FILL, NORMAL_EDGE, normal_label), (YOURS_FILL, YOURS_EDGE, marks_label)]:
+        swatch = Image.new("RGBA", (14, 14), (0, 0, 0, 0))
+        if fill is YOURS_FILL and len(marks) == 1:
+            ImageDraw.Draw(swatch).line([7, 0, 7, 13], fill=edge, width=2)
+        else:
+            ImageDraw.Draw(swatch).rectangle([0, 0, 13, 13], fill=fill, outline=edge)
+        image.alpha_composite(swatch, (x, 8))
+        draw.text((x + 20, 8), words, fill=INK, font=small)
+        x += 20 + int(draw.textlength(words, font=small)) + 24
+    for dash in range(0, 14, 6):
+        draw.line([x0 + 6, 30 + dash, x0 + 6, 30 + dash + 3], fill=THRESHOLD_COLOUR, width=2)
+    draw.text((x0 + 20, 30), threshold_label, fill=INK, font=small)
+    return image.convert("RGB")
+
+
+def reference_chart(ref: Reference, scores: np.ndarray) -> Image.Image:
+    """``score_chart`` of the scored images against the model's normal test digits and its threshold."""
+    return score_chart(ref.scores, scores, ref.detector.threshold_,
+                       normal_label=f"normal: {len(ref.scores)} test digits of {ref.data} (all classes)",
+                       marks_label=f"yours: {len(scores)} image{'s' * (len(scores) > 1)}",
+                       threshold_label=f"threshold {ref.detector.threshold_:,.1f} nats: the {THRESHOLD_QUANTILE * 100:g}th "
+                                       f"percentile of {ref.validation} validation digits; above it: anomalous")
 
 
 @friendly
 def score_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any, top: float):
-    """Score images under a density model; the most unusual first, with the training distribution."""
-    m = model(name)
+    """Score images with the model as a Detector: the most unusual first, a table of scores, percentiles and verdicts,
+    the chart against the normal test digits and the threshold, and the answer in words."""
+    scoring_model(name)
     top = as_int(top, "most unusual", 1, LIMITS["scored"])
-    x = collect_images(name, csv_file, images, sketch)
-    scores = anomaly_scores(m, x)
-    order = np.argsort(-scores)[:top]
+    x = collect_images(name, csv_file, images, sketch)  # read (and refused) before the reference is computed
+    ref = reference(name)
+    scores = ref.detector.decision_function(x)
+    order = np.argsort(-scores, kind="stable")[:top]
     grid = picture(x[order], "grid", min(len(order), 8))
-    reference = reference_scores(name)
-    table = [[int(i), round(float(scores[i]), 2), round(float((reference < scores[i]).mean() * 100), 1)] for i in order]
-    return grid, table, histogram(reference, scores)
+    threshold = ref.detector.threshold_
+    table = [[int(i), round(float(scores[i]), 2), percentile(ref.scores, scores[i]), verdict(scores[i], threshold)]
+             for i in order]
+    return grid, table, reference_chart(ref, scores), answer(ref, scores)
 
 
 def collect_images(name: str, csv_file: str | None, images: list[str] | None, sketch: Any) -> torch.Tensor:
-    """The images to score, made model `name`'s data: CSV rows, uploaded files and the drawing; the first test
-    images of its own datamodule if none is given."""
+    """The images to score, made model `name`'s data: CSV rows, uploaded files and the drawing; none is an error."""
     spec = data_spec(name)
     parts = []
     if csv_file:
@@ -1050,9 +1234,7 @@ def collect_images(name: str, csv_file: str | None, images: list[str] | None, sk
     if drawn is not None:
         parts.append(drawn)
     if not parts:
-        test = split_dataset(name, "test")
-        gr.Info(f"no images given: scoring the first {LIMITS['scored']} test images of {spec.name}")
-        return images_at(test, range(min(LIMITS["scored"], len(test))))
+        raise ValueError("no image to score: draw a digit, upload image files or give a CSV")
     x = torch.cat(parts)
     if len(x) > LIMITS["scored"]:
         raise ValueError(f"got {len(x)} images; at most {LIMITS['scored']} per request")
@@ -1062,11 +1244,14 @@ def collect_images(name: str, csv_file: str | None, images: list[str] | None, sk
 def anomalies_note(name: str) -> str:
     spec = data_spec(name)
     c, h, w = image_shape(spec)
-    return (f"Score images under a density model (score = -log p(x) in nats: higher is more unusual). Give a CSV "
-            f"(one image per row: {c * h * w} pixel values {values_text(spec)}), images ({upload_text(spec)}) or "
-            f"a drawing; with none, the first {LIMITS['scored']} test images of {spec.name} are scored. At most "
-            f"{LIMITS['scored']} images and {LIMITS['upload']} per file. VAE scores use {DEMO_IWAE_K} importance "
-            f"samples (the model card uses 1000).")
+    return (f"Draw a digit, upload images ({upload_text(spec)}) or give a CSV (one image per row: {c * h * w} pixel "
+            f"values {values_text(spec)}); at most {LIMITS['scored']} images and {LIMITS['upload']} per file. The "
+            f"model scores each as `zoo.anomaly.Detector` does: -log p(x) in nats, higher is more unusual (a VAE's "
+            f"IWAE estimate takes {DEMO_IWAE_K} importance samples; the model card uses 1000). An image is anomalous "
+            f"above the threshold, the {THRESHOLD_QUANTILE * 100:g}th percentile of the scores of up to "
+            f"{REFERENCE_SIZE} validation digits of {spec.name}; the chart shows its score against those of up to "
+            f"{REFERENCE_SIZE} normal test digits (all classes). A model's first request scores these reference "
+            f"digits once: about a second for a mixture or naive Bayes, a few seconds for a VAE.")
 
 
 def anomalies_tab() -> None:
@@ -1075,19 +1260,21 @@ def anomalies_tab() -> None:
         name = tab_header(names, anomalies_note, label="density model")
         with gr.Row():
             with gr.Column(scale=1):
-                csv_file = gr.File(label="images CSV (optional)", file_types=[".csv", ".txt"], type="filepath")
-                images = gr.File(label="image files (optional)", file_count="multiple", file_types=["image"],
+                sketch = sketchpad_input(label="draw a digit", canvas_size=(256, 256), type="numpy")
+                images = gr.File(label="or upload images", file_count="multiple", file_types=["image"],
                                  type="filepath", elem_id="anomalies-files")  # Gradio never opens them: we do
-                sketch = SketchpadInput(label="draw one (optional)", canvas_size=(256, 256), type="numpy")
+                csv_file = gr.File(label="or a CSV of images", file_types=[".csv", ".txt"], type="filepath")
                 top = gr.Slider(1, LIMITS["scored"], value=8, step=1, label="show the most unusual")
                 button = gr.Button("Score", variant="primary", elem_id="anomalies-score")
             with gr.Column(scale=2):
+                answer_text = gr.Markdown(elem_id="anomalies-answer")
+                chart = gr.Image(type="pil", format="png", label="score against the normal test digits",
+                                 show_label=False, interactive=False, elem_id="anomalies-chart")  # its own legend
                 grid = pixel_output("most unusual first", elem_id="anomalies-grid")
-                table = gr.Dataframe(headers=["image #", "score (nats)", "percentile among training images"],
-                                     label="scores", interactive=False)
-                chart = gr.BarPlot(x="score", y="fraction", color="images", label="score distribution",
-                                   x_title="score = -log p(x) (nats)", y_title="fraction of images")
-        button.click(score_images, [name, csv_file, images, sketch, top], [grid, table, chart], api_name="anomalies")
+                table = gr.Dataframe(headers=["image #", "score (nats)", "percentile among normal test digits",
+                                              "verdict"], label="scores", interactive=False)
+        button.click(score_images, [name, csv_file, images, sketch, top], [grid, table, chart, answer_text],
+                     api_name="anomalies")
 
 
 # -- Classifier --------------------------------------------------------------------------------
@@ -1142,8 +1329,8 @@ def classifier_tab() -> None:
         name = tab_header(names, classifier_note)
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = SketchpadInput(label="draw an image", canvas_size=(256, 256), type="numpy")
-                upload = ImageInput(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
+                sketch = sketchpad_input(label="draw an image", canvas_size=(256, 256), type="numpy")
+                upload = image_input(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
                 button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
             with gr.Column(scale=1):
                 seen = pixel_output("the image as the model sees it")

@@ -484,7 +484,7 @@ class Detector:
         self._fit_ddpm(model, data)
         return model
 
-    def _fit_gmm(self, model: GenerativeModel, data: Tensor, transform: Any = None) -> GenerativeModel:
+    def _fit_gmm(self, model: GenerativeModel, data: Tensor) -> GenerativeModel:
         model.double()
         x = data.to(model.device, torch.float64)
         if model.levels is None:  # continuous: memory-light EM on the mixture

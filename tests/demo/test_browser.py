@@ -60,6 +60,27 @@ def test_a_decompression_bomb_is_one_line_in_the_browser(page, bomb_png):
     expect(message).to_be_visible(timeout=30_000)
 
 
+def test_score_an_uploaded_digit_in_the_browser(page, tmp_path):
+    from zoo.data.images import mnist_5k_split
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray((mnist_5k_split("test")[0][0, 0].numpy() * 255).round().astype("uint8")).save(digit)
+    page.reload()  # a fresh page: the file input keeps the bomb of the test before
+    page.get_by_role("tab", name="Anomalies").click()
+    default = app.preferred(app.models_where(app.scores_images))[0]
+    assert app.recorded_shape(default) == (1, 28, 28)  # the tab opens on a 28x28 model
+    page.locator("#anomalies-files input[type=file]").set_input_files(str(digit))
+    expect(page.locator("#anomalies-files").get_by_text("digit.png")).to_be_visible(timeout=30_000)
+    page.locator("#anomalies-score").click()
+    expect(page.locator("#anomalies-answer")).to_contain_text(re.compile(r"(normal|anomalous): score .* nats"),
+                                                              timeout=60_000)  # the first request: 400 digits
+    chart = page.locator("#anomalies-chart img")
+    expect(chart).to_be_visible(timeout=30_000)
+    assert page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", chart.element_handle()) == \
+        list(app.CHART["size"])
+    page.screenshot(path=str(tmp_path / "anomalies.png"), full_page=True)
+
+
 def test_generate_text_in_the_browser(page, tmp_path):
     page.get_by_role("tab", name="Text").click()
     page.locator("#text-generate").click()

@@ -176,26 +176,29 @@ def test_latent_walk_bad_input(client, digit_files, args, message):
 # -- Anomalies ---------------------------------------------------------------------------------
 
 
-def test_anomalies_default_test_digits_with_training_distribution(client):
-    grid, table, chart = client.predict("vae-digits", None, None, None, 8, api_name="/anomalies")
+def test_anomalies_of_test_digits_against_the_normal_digits(client, digit_files):
+    grid, table, chart, answer = client.predict("vae-digits", handle_file(digit_files["csv"]), None, None, 8,
+                                                api_name="/anomalies")
     scores = [row[1] for row in table["data"]]
-    assert len(scores) == 8 and scores == sorted(scores, reverse=True)  # most unusual first
-    assert Image.open(grid).size == grid_size(8, 1, 8)
-    groups = {row[2] for row in chart["data"]}
-    assert groups == {"training", "yours"} and chart["columns"] == ["score", "fraction", "images"]
-    for group in groups:  # each histogram sums to one
-        assert sum(r[1] for r in chart["data"] if r[2] == group) == pytest.approx(1.0)
+    assert len(scores) == 6 and scores == sorted(scores, reverse=True)  # most unusual first
+    assert table["headers"] == ["image #", "score (nats)", "percentile among normal test digits", "verdict"]
+    assert Image.open(grid).size == grid_size(6, 1, 8) and Image.open(chart).size == app.CHART["size"]
+    threshold = app.reference("vae-digits").detector.threshold_
+    assert all(row[3] == ("anomalous" if row[1] > threshold else "normal") for row in table["data"])
+    assert answer.startswith("**1 of 6 images anomalous**") and f"{threshold:,.1f} nats" in answer
+    with pytest.raises(AppError, match=r"^no image to score: draw a digit, upload image files or give a CSV$"):
+        client.predict("vae-digits", None, None, None, 8, api_name="/anomalies")
 
 
 def test_anomalies_csv_finds_the_odd_one_out(client, digit_files):
-    _, table, _ = client.predict("vae-digits", handle_file(digit_files["csv"]), None, None, 3, api_name="/anomalies")
+    _, table, _, _ = client.predict("vae-digits", handle_file(digit_files["csv"]), None, None, 3, api_name="/anomalies")
     assert table["data"][0][0] == 5  # the checkerboard row
-    assert table["data"][0][2] == 100.0  # more unusual than every training digit
+    assert table["data"][0][2] == 100.0 and table["data"][0][3] == "anomalous"  # above every normal test digit
 
 
 def test_anomalies_images_and_bad_csv(client, digit_files):
-    _, table, _ = client.predict("vae-digits", None, [handle_file(digit_files["digit0"]), handle_file(digit_files["big"])],
-                                 None, 2, api_name="/anomalies")
+    _, table, _, _ = client.predict("vae-digits", None, [handle_file(digit_files["digit0"]),
+                                                         handle_file(digit_files["big"])], None, 2, api_name="/anomalies")
     assert sorted(row[0] for row in table["data"]) == [0, 1]
     with pytest.raises(AppError, match=r"bad.csv: row 1 must hold 64 numeric pixel values \(8x8\), got 3 columns"):
         client.predict("vae-digits", handle_file(digit_files["bad_csv"]), None, None, 3, api_name="/anomalies")
@@ -249,8 +252,9 @@ def test_anomalies_scores_a_drawing(client, tmp_path):
     ImageDraw.Draw(canvas).line([(128, 40), (128, 216)], fill="black", width=24)  # a "1"
     canvas.save(tmp_path / "drawing.png")
     drawing = {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "drawing.png"))}
-    grid, table, _ = client.predict("vae-digits", None, None, drawing, 5, api_name="/anomalies")
-    assert len(table["data"]) == 1 and table["data"][0][2] < 100  # one digit, not stranger than every training one
+    grid, table, _, answer = client.predict("vae-digits", None, None, drawing, 5, api_name="/anomalies")
+    assert len(table["data"]) == 1 and table["data"][0][2] < 100  # one digit, not stranger than every normal one
+    assert answer.startswith(f"**{table['data'][0][3]}**: score ")
     assert Image.open(grid).size == grid_size(1, 1, 8)
 
 
@@ -307,7 +311,7 @@ def test_classifier_samples_a_class_and_refuses_bad_input(client, digit_files):
 
 
 def test_anomalies_under_the_gmm(client, digit_files):
-    _, table, _ = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")
+    _, table, _, _ = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")
     assert table["data"][0][0] == 5  # the checkerboard is the most unusual under the mixture too
     again = client.predict("gmm-digits", handle_file(digit_files["csv"]), None, None, 6, api_name="/anomalies")[1]
     assert again["data"] == table["data"]  # seeded dequantisation: the same scores every time

@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw
 import zoo.registry
 from zoo.cli import load_demo
 from zoo.data.spec import DataSpec
+from zoo.models.base import GenerativeModel
+from zoo.models.contract import LABELS
 
 app = load_demo()
 
@@ -123,7 +125,8 @@ def test_without_levels_pixels_stay_continuous():
 
 
 class FakeImages:
-    """A registered datamodule's stand-in: seeded 3x16x16 images at 256 levels, 40 to train on and 10 to test."""
+    """A registered datamodule's stand-in: seeded 3x16x16 images at 256 levels, 30 to train on, 10 to validate
+    and 10 to test."""
 
     spec = RGB16
 
@@ -143,23 +146,27 @@ class FakeImages:
         self.ready = True
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[:40], torch.zeros(40)))
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[:30], torch.zeros(30)))
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[30:40], torch.zeros(10)))
 
     def test_dataloader(self):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.images[40:], torch.zeros(10)))
 
 
-class FakeModel:
-    """A density model on any images: log p(x) = -(sum of its pixels), so each score is checkable by hand."""
+class FakeModel(GenerativeModel):
+    """A density model on any images: log p(x) = -(sum of its pixels), so each score is checkable by hand; it
+    declares images out and labels in (when it has classes), as a family does."""
+
+    family = "fake"
+    outputs = "images"
+    conditions = (LABELS,)
+    device = torch.device("cpu")
 
     def __init__(self, extra_config, image_shape=(3, 16, 16), levels=None, num_classes=None):
+        super().__init__()
         self.extra_config, self.image_shape, self.levels, self.num_classes = extra_config, image_shape, levels, num_classes
-
-    def accepts(self, method=None):
-        return {}
-
-    def sample_conditions(self):  # the declared labels 0..num_classes-1 of a conditional model
-        return {"labels": types.SimpleNamespace(low=0, high=self.num_classes - 1)} if self.num_classes else {}
 
     def log_prob(self, x):
         return -x.flatten(1).sum(1)
@@ -180,10 +187,10 @@ def fakes(monkeypatch):
     monkeypatch.setattr(app, "model", models.__getitem__)
     monkeypatch.setattr(app, "_datamodules", {})
     app.data_spec.cache_clear()
-    app.reference_scores.cache_clear()
+    app.reference.cache_clear()
     yield models
     app.data_spec.cache_clear()
-    app.reference_scores.cache_clear()
+    app.reference.cache_clear()
 
 
 def test_a_models_spec_is_the_saved_one_else_its_datamodules_else_its_own_sizes(fakes):
@@ -195,7 +202,7 @@ def test_a_models_spec_is_the_saved_one_else_its_datamodules_else_its_own_sizes(
     assert "any image, made 28x28 grayscale: shorter side resized, centre crop" in app.walk_note("fake-b")
     note = app.anomalies_note("fake-a")
     assert "768 pixel values 0..255 or 0..1" in note and "any image, made 16x16 RGB" in note
-    assert "first 64 test images of rgb-16" in note
+    assert "the 99th percentile of the scores of up to 200 validation digits of rgb-16" in note
 
 
 def test_class_lists_show_the_specs_class_names(fakes):
@@ -206,26 +213,34 @@ def test_class_lists_show_the_specs_class_names(fakes):
     assert app.label_choices("fake-b")["choices"] == [("any", "any")]  # unconditional
 
 
-def test_the_anomaly_reference_is_training_data_of_the_models_own_datamodule(fakes):
+def test_the_anomaly_reference_is_the_validation_and_test_data_of_the_models_own_datamodule(fakes):
     data = FakeImages(seed=3)
     data.setup()
-    chosen = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:app.REFERENCE_SIZE]
-    assert torch.equal(app.reference_images("fake-a"), data.images[chosen])  # all 40: fewer than REFERENCE_SIZE
-    assert np.allclose(app.reference_scores("fake-a"), data.images[chosen].flatten(1).sum(1).numpy())
-    assert torch.equal(app.collect_images("fake-a", None, None, None), data.images[40:])  # the test split by default
+    validation, test = data.images[30:40], data.images[40:]  # all 10 of each: fewer than REFERENCE_SIZE
+    assert torch.equal(app.reference_images("fake-a", "val"), validation)
+    assert torch.equal(app.reference_images("fake-a", "test"), test)
+    ref = app.reference("fake-a")
+    assert ref.detector.threshold_ == pytest.approx(np.quantile(validation.flatten(1).sum(1).numpy(), 0.99))
+    assert np.allclose(ref.scores, test.flatten(1).sum(1).numpy()) and ref.validation == 10 and ref.data == "rgb-16"
+    assert app.reference("fake-a") is ref  # once per model
+    with pytest.raises(ValueError, match="^no image to score: draw a digit, upload image files or give a CSV$"):
+        app.collect_images("fake-a", None, None, None)
     with pytest.raises(ValueError, match="fake-c records no registered datamodule"):
-        app.reference_images("fake-c")
+        app.reference_images("fake-c", "val")
 
 
 def test_scoring_a_drawing_under_a_non_digits_model(fakes):
-    grid, table, chart = app.score_images.__wrapped__("fake-a", None, None, drawing(), 3)
+    grid, table, chart, answer = app.score_images.__wrapped__("fake-a", None, None, drawing(), 3)
     assert len(table) == 1 and grid.size == ((16 + 2) * 4, (16 + 2) * 4)  # one 16x16 image, upscaled 64 // 16 times
-    assert set(chart["images"]) == {"training", "yours"}
+    score = float(app.drawn_image(drawing(), RGB16).sum())  # the fake's score: the sum of the pixels
+    assert table[0][:2] == [0, round(score, 2)] and table[0][2:] == [0.0, "normal"]  # far below random images
+    assert chart.size == app.CHART["size"] and answer.startswith(f"**normal**: score {score:,.1f} nats")
 
 
-def test_the_reference_of_the_digits_models_is_their_training_split():
+def test_the_reference_of_the_digits_models_is_their_validation_and_test_splits():
     from zoo.data.digits import digits_split
 
-    train, _ = digits_split("train")
-    chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:app.REFERENCE_SIZE]
-    assert torch.equal(app.reference_images("vae-digits"), train[chosen])
+    for split in ("val", "test"):
+        images, _ = digits_split(split)
+        chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:app.REFERENCE_SIZE]
+        assert torch.equal(app.reference_images("vae-digits", split), images[chosen.sort().values])

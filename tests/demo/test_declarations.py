@@ -43,6 +43,8 @@ def test_anomaly_scores_pass_only_the_declared_estimator_settings():
     from zoo.data.digits import digits_split
 
     x = digits_split("test")[0][:4]
-    for name in ("vae-digits", "gmm-digits", "nb-digits"):  # k and seed, seed only, neither
-        scores = app.anomaly_scores(app.model(name), x)
-        assert scores.shape == (4,) and (scores == app.anomaly_scores(app.model(name), x)).all()
+    for name, options in [("vae-digits", {"k": app.DEMO_IWAE_K}), ("gmm-digits", {}), ("nb-digits", {})]:
+        detector = app.reference(name).detector  # k and seed, seed only, neither: the Detector adds the seed
+        assert detector.score_options == options
+        scores = detector.decision_function(x)
+        assert scores.shape == (4,) and (scores == detector.decision_function(x)).all()

@@ -8,6 +8,7 @@ later appear in these tests by themselves.
 import math
 import re
 import tracemalloc
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -166,18 +167,18 @@ def test_a_bomb_upload_is_refused_before_decoding(bomb_png, huge_bomb_png, no_de
 
 def test_gradios_own_image_inputs_check_the_header_first(bomb_png, no_decoding):
     """Gradio opens a gr.Image upload and decodes every Sketchpad image itself: the demo's inputs check first."""
-    sketchpad = app.SketchpadInput(type="numpy")
+    sketchpad = app.sketchpad_input(type="numpy")
     with open(bomb_png, "rb") as f:
         raw = f.read()
     upload = ImageData(path=bomb_png, orig_name="bomb.png")
-    for call, name in [(lambda: app.ImageInput(type="filepath").preprocess(upload), "bomb.png"),
+    for call, name in [(lambda: app.image_input(type="filepath").preprocess(upload), "bomb.png"),
                        (lambda: sketchpad.convert_and_format_image(FileData(path=bomb_png)), "the drawing"),
                        (lambda: sketchpad.convert_and_format_image(raw), "the drawing")]:
         with pytest.raises(gr.Error) as error:
             call()
         assert re.fullmatch(f"{name} {BOMB}", error.value.message)
     assert no_decoding == []
-    assert app.ImageInput().get_block_name() == "image" and sketchpad.get_block_name() == "imageeditor"
+    assert not (Path(app.__file__).with_suffix(".pyi")).exists()  # no component subclass: Gradio writes no stub
 
 
 # -- through the real server ---------------------------------------------------------------------
@@ -207,15 +208,16 @@ def test_the_mnist_models_through_the_server(client, mnist_files, tmp_path):
     ImageDraw.Draw(canvas).line([(128, 40), (128, 216)], fill="black", width=24)
     canvas.save(tmp_path / "drawing.png")
     drawing = {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "drawing.png"))}
-    shown, table, _ = client.predict(quick[0], None, [handle_file(mnist_files["photo"])], drawing, 2,
-                                     api_name="/anomalies")
+    shown, table, _, _ = client.predict(quick[0], None, [handle_file(mnist_files["photo"])], drawing, 2,
+                                        api_name="/anomalies")
     assert sorted(row[0] for row in table["data"]) == [0, 1] and Image.open(shown).size == grid_size(2, 1, 3)
 
 
-def test_bombs_are_refused_by_the_server_in_one_line_without_decoding(client, demo_process, bomb_png):
+def test_bombs_are_refused_by_the_server_in_one_line_without_decoding(client, demo_process, mnist_files, bomb_png):
     pid = demo_process[0].pid
     quick = [n for n in on_mnist(app.models_where(app.scores_images)) if "k" not in app.model(n).accepts("log_prob")]
-    client.predict(quick[0], None, None, None, 2, api_name="/anomalies")  # the model and its data, loaded
+    client.predict(quick[0], None, [handle_file(mnist_files["paper"])], None, 2,
+                   api_name="/anomalies")  # the model, its data and its reference digits, loaded
     before = peak_memory(pid)
     drawing = {"background": None, "layers": [], "composite": handle_file(bomb_png)}
     for args, api, message in [

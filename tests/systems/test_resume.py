@@ -173,6 +173,8 @@ def test_sigkill_during_checkpoint_writes_leaves_a_whole_checkpoint(tmp_path):
     proc.wait()
     checkpoint = torch.load(path, weights_only=True)
     assert torch.equal(checkpoint["w"], torch.full((4_000_000,), float(checkpoint["i"])))
+    AtomicCheckpointIO().save_checkpoint({"i": -1}, path)  # the next write also clears what the killed one left
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
 def test_fine_tuning_validates_at_step_0_and_exports_the_best(tmp_path):

@@ -36,9 +36,12 @@ def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(system.net.state_dict().values(), pretrained.state_dict().values()))
     run_lightning(["fit", "--config", str(ROOT / "recipes" / "vae-digits.yaml"), "--model.init_from", "vae-digits",
                    "--trainer.default_root_dir", str(tmp_path), *TINY])
-    tuned = zoo.load(str(tmp_path / "version_0" / "pretrained"))
-    delta = max((a - b).abs().max().item() for a, b in zip(tuned.state_dict().values(), pretrained.state_dict().values()))
-    assert 0 < delta < 0.05  # moved, a little
+    run = tmp_path / "version_0"
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    delta = max((last[f"net.{k}"] - v).abs().max().item() for k, v in pretrained.state_dict().items())
+    assert 0 < delta < 0.05  # training moved it, a little
+    zoo.load(str(run / "pretrained"))  # the export: the best validation checkpoint, the parent (step 0) included
+    assert "the best validation checkpoint: epoch" in (run / "pretrained" / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown model 'vae-digts'"):
         VAESystem(init_from="vae-digts")
 

@@ -7,6 +7,7 @@ both unless the recipe brings its own (zoo.cli.ZooCLI).
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import tempfile
@@ -134,11 +135,11 @@ class RunCheckpoint(ModelCheckpoint):
     """``checkpoints/last.ckpt`` at the end of every training epoch, and ``checkpoints/best-epoch=E-step=S.ckpt``:
     the best validation so far, judged right after each validation.
 
-    Unlike a plain ModelCheckpoint it also saves when the global step did not move (EM systems before they
-    counted M-steps, a fine-tuning's validation at step 0), writes last.ckpt whether or not the epoch was the
-    best, carries the best across a resume into a new run folder (the old folder's file stays the best until
-    beaten; nothing outside this run's folder is deleted), and records the validation metrics logged with the
-    best checkpoint, for the card of the model exported from it (GenerativeSystem.on_fit_end).
+    Unlike a plain ModelCheckpoint it saves whether or not the global step moved (a fine-tuning's validation
+    at step 0 is a candidate), writes last.ckpt every epoch whether or not it was the best (also when validation
+    runs every n epochs), carries the best across a resume into the new run folder (the old folder's file stays
+    the best until beaten; nothing outside this run's folder is deleted), and records the validation metrics
+    logged with the best checkpoint, for the card of the model exported from it (GenerativeSystem.on_fit_end).
 
     Args:
         monitor, mode: the metric and "min"/"max"; ``"auto"``: the first of ``BEST_METRICS`` the system logs.
@@ -229,13 +230,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     file in its own folder, is flushed to disk, then renamed over the target (os.replace, atomic on POSIX), and
     the folder is synced. A kill at any moment leaves the previous checkpoint or the new one, never a truncated
     file. (Lightning's own writer stages in the system temp folder, so on another filesystem its final move is a
-    copy that a kill can cut short.) Remote paths go to Lightning's writer."""
+    copy that a kill can cut short.) A temporary file a killed write left is removed by the next write of the same
+    checkpoint. Remote paths go to Lightning's writer."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a write that was killed
+            stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
