@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,15 @@ def test_sample_hmm_sequences_of_a_given_length(capsys):
     assert main(["sample", "hmm-shakespeare-char", "--n", "3", "--length", "12"]) == 0
     assert [len(t) for t in capsys.readouterr().out.split("\n\n")] == [12, 12, 13]  # the last ends with a newline
 
+
+
+def test_fit_prints_no_lightning_advertisements(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "nb-digits.yaml"
+    assert main(["fit", "--config", str(recipe), "--trainer.default_root_dir", str(tmp_path),
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("GPU available" in m for m in messages)  # Lightning's own run output is kept
+    assert not [m for m in messages if "Tip" in m]

@@ -21,10 +21,21 @@ LIGHTNING_COMMANDS = {
 # -- fit / validate / test: LightningCLI ---------------------------------------------------------
 
 
+def _no_tips(record) -> bool:
+    """A logging filter: Lightning's advertisements ("💡 Tip: ... try installing litlogger") are not run output."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def run_lightning(argv: list[str]) -> None:
     """Hand `argv` (starting with fit/validate/test) to LightningCLI: recipes pick system and datamodule classes."""
+    import logging
+
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
+
+    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        if _no_tips not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_no_tips)
 
     from zoo.systems.base import GenerativeSystem
 
