@@ -157,8 +157,12 @@ def cmd_list(args: argparse.Namespace) -> None:
                            "description": r.description, "metrics": r.card_metrics(),
                            "packaged": r.packaged is not None} for r in rows], indent=2))
         return
-    print_table(["name", "family", "dataset", "tasks", "description"],
-                [[r.name, r.family, r.dataset, ", ".join(r.tasks), r.description] for r in rows])
+    def key_metric(info) -> str:
+        value = info.card_metrics().get(info.key_metric)
+        return "not packaged" if value is None else f"{info.key_metric} {value:.4g}"
+
+    print_table(["name", "family", "dataset", "tasks", "key metric (its card)", "description"],
+                [[r.name, r.family, r.dataset, ", ".join(r.tasks), key_metric(r), r.description] for r in rows])
 
 
 #: `genzoo sample` flag -> the ``sample`` keyword it sets. Only flags the user gives are passed: the model's
