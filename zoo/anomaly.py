@@ -203,18 +203,14 @@ def shift_images(x: Tensor, shift: int, gen: torch.Generator) -> Tensor:
 def fit_mixture(mixture: Any, x: Tensor, *, max_iter: int = 100, tol: float = 1e-4, seed: int = 0) -> list[float]:
     """EM on a ``GaussianMixture`` from a k-means++ start; returns the mean log-likelihood before each M-step.
 
-    The E-step takes responsibilities from ``posterior`` and sums the moments directly, so memory stays
-    (N, K) + (K, D, D): ``GaussianMixture.fit`` materialises (N, D(D+1)/2) second moments, a gigabyte for
+    The E-step takes responsibilities from ``posterior`` and the layer's ``stats_from_responsibilities``, so
+    memory stays (N, K) + (K, D, D): ``GaussianMixture.fit`` materialises (N, D(D+1)/2) second moments, a gigabyte for
     400 images of 28x28 with full covariances."""
     mixture.initialize(x, init="kmeans++", seed=seed)
     history: list[float] = []
     for _ in range(max_iter):
-        r = mixture.posterior(x)  # (N, K)
         history.append(mixture.log_prob(x).double().mean().item())
-        kind = mixture.covariance_type
-        sxx = {"full": lambda: torch.einsum("nk,nd,ne->kde", r, x, x), "tied": lambda: x.T @ x,
-               "diag": lambda: r.T @ x.square(), "spherical": lambda: r.T @ x.square().sum(1)}[kind]()
-        mixture.m_step({"nk": r.sum(0).double(), "sx": (r.T @ x).double(), "sxx": sxx.double()})
+        mixture.m_step(mixture.stats_from_responsibilities(x, mixture.posterior(x)))
         if mixture.n_components == 1 or len(history) > 1 and abs(history[-1] - history[-2]) < tol:
             break  # one component: the first M-step is the maximum-likelihood fit
     return history

@@ -34,7 +34,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -70,12 +70,14 @@ class CheckpointError(ValueError):
 # -- writing ---------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path` (flushed to disk), then rename it over `path` (atomic on POSIX)."""
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], Any], mode: int = 0o644) -> None:
+    """Write to a temporary file beside `path` (flushed to disk), then rename it over `path` (atomic on POSIX).
+
+    `data`: the bytes, or a function that writes them into the open file (``lambda f: torch.save(obj, f)``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data) if isinstance(data, (bytes, bytearray, memoryview)) else data(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -85,7 +87,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform can open a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # not every platform opens folders
@@ -121,7 +124,7 @@ def _finish_save(folder: Path) -> None:
                 os.replace(staging / name, folder / name)
         for name in record["remove"]:
             (folder / name).unlink(missing_ok=True)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -150,7 +153,7 @@ def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str
     for name, data in blobs.items():
         write_atomic(staging / name, data)
     stale = [name for name in MODEL_FILES if name not in blobs and (folder / name).exists()]
-    _fsync_dir(staging)
+    fsync_dir(staging)
     write_atomic(staging / COMMIT, json.dumps({"write": list(blobs), "remove": stale}).encode())  # the commit
     _finish_save(folder)
     return folder

@@ -333,9 +333,11 @@ class GaussianMixture(nn.Module):
             r = r / r.sum(1, keepdim=True)
         else:
             raise ValueError(f"init must be 'kmeans++', 'kmeans', 'random' or None, got {init!r}")
-        self.m_step(self._stats_from_resp(x, r))
+        self.m_step(self.stats_from_responsibilities(x, r))
 
-    def _stats_from_resp(self, x: Tensor, r: Tensor) -> dict[str, Tensor]:
+    def stats_from_responsibilities(self, x: Tensor, r: Tensor) -> dict[str, Tensor]:
+        """``m_step``'s statistics from responsibilities r (N, K): memory (N, K) + the moments ((K, D, D) full),
+        where ``e_step``'s fast path holds (N, D(D+1)/2) second moments of a batch (use this for large D)."""
         kind = self.covariance_type
         sxx = {"full": lambda: torch.einsum("nk,nd,ne->kde", r, x, x), "tied": lambda: x.T @ x,
                "diag": lambda: r.T @ x.square(), "spherical": lambda: r.T @ x.square().sum(1)}[kind]()
