@@ -145,7 +145,7 @@ SMOKE_FITS = {
     "gmm-mnist-5k": "data/test_images.py", "vae-mnist-5k": "data/test_images.py",
     "ddpm-mnist-5k": "data/test_images.py", "dcgan-mnist-5k": "data/test_images.py",
     "ddpm-imagefolder": "data/test_images.py", "vae-imagefolder": "data/test_images.py",
-    "dcgan-imagefolder": "data/test_images.py",
+    "dcgan-imagefolder": "data/test_images.py", "gpt-moses": "data/test_molecules.py",
 }
 
 

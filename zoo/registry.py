@@ -47,6 +47,7 @@ ARCHITECTURES: dict[str, str] = {f.model.rsplit(":", 1)[1]: f.model for f in FAM
 DATAMODULES: dict[str, str] = {
     "digits": "zoo.data.digits:DigitsDataModule",
     "text": "zoo.data.text:TextDataModule",
+    "molecules": "zoo.data.molecules:MoleculesDataModule",
     "char-sequences": "zoo.data.sequences:CharSequenceDataModule",
     "mnist-5k": "zoo.data.images:Mnist5kDataModule",
     "mnist": "zoo.data.downloads:MnistDataModule",

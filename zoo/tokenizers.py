@@ -9,6 +9,12 @@ Two kinds, both saved as a ``tokenizer.json`` that ``transformers.AutoTokenizer`
   decodes to the text ``"<unk>"``); it never crashes.
 - ``bpe_tokenizer(text, vocab_size)``: GPT-2's byte-level BPE trained on the text: every byte is in
   the base alphabet, so nothing is ever unknown.
+- ``smiles_tokenizer(smiles)``: one token per atom-level piece of SMILES (the regex of Schwaller et al.
+  2019, used across the SMILES literature: bracket atoms such as ``[nH]`` or ``[C@@H]`` whole, two-letter
+  elements ``Cl`` and ``Br``, ring bonds ``1``..``9`` and ``%nn``, bonds, branches), the vocabulary being the
+  pieces of the training molecules, after four specials: ``<pad>`` (0), ``<bos>``, ``<eos>`` and ``<unk>``.
+  Each molecule is one sequence, ``<bos>`` SMILES ``<eos>``. **A piece never seen in training (a bracket
+  atom, an element) and any character outside SMILES' alphabet encode to ``<unk>``**; it never crashes.
 
 Example::
 
@@ -20,6 +26,8 @@ Example::
 from __future__ import annotations
 
 import json
+import re
+from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import BPE, WordLevel
@@ -27,10 +35,16 @@ from tokenizers.trainers import BpeTrainer
 
 UNK = "<unk>"
 END_OF_TEXT = "<|endoftext|>"
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+#: the atom-level SMILES regex (Schwaller et al. 2019, "Molecular Transformer"); a character it does not match
+#: is a piece of its own, hence ``<unk>``
+SMILES_REGEX = (r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}"
+                r"|[0-9])")
 #: Generation with an empty prompt starts from this text (nanoGPT's sample.py does the same): every
 #: corpus has newlines, and both tokenizers map it to one token.
 START_TEXT = "\n"
-KINDS = ("char", "bpe")
+KINDS = ("char", "bpe", "smiles")
+_SMILES_PATTERN = re.compile(SMILES_REGEX)
 
 
 def char_tokenizer(text: str) -> Tokenizer:
@@ -60,13 +74,43 @@ def bpe_tokenizer(text: str, vocab_size: int = 512) -> Tokenizer:
     return tok
 
 
+def smiles_pieces(smiles: str) -> list[str]:
+    """The atom-level pieces of one SMILES (what its tokens are before the vocabulary), e.g. 'Clc1cc[nH]c1' ->
+    ['Cl', 'c', '1', 'c', 'c', '[nH]', 'c', '1']; characters outside the regex are pieces of their own."""
+    pieces, last = [], 0
+    for m in _SMILES_PATTERN.finditer(smiles):
+        pieces.extend(smiles[last:m.start()])
+        pieces.append(m.group())
+        last = m.end()
+    pieces.extend(smiles[last:])
+    return pieces
+
+
+def smiles_tokenizer(smiles: Iterable[str]) -> Tokenizer:
+    """Atom-level SMILES tokens: ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``, then the sorted pieces of `smiles`."""
+    seen: set[str] = set()
+    for s in smiles:
+        seen.update(smiles_pieces(s))
+    if not seen:
+        raise ValueError("smiles must hold at least one non-empty SMILES to build a vocabulary")
+    specials = [PAD, BOS, EOS, UNK]
+    vocab = {t: i for i, t in enumerate(specials + sorted(seen - set(specials)))}
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(SMILES_REGEX), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(specials)
+    return tok
+
+
 def _chunks(text: str, size: int = 1 << 16):
     for start in range(0, len(text), size):
         yield text[start:start + size]
 
 
 def build_tokenizer(kind: str, text: str, vocab_size: int = 512) -> Tokenizer:
-    """``kind`` is "char" or "bpe" (then `vocab_size` applies)."""
+    """``kind`` is "char", "bpe" (then `vocab_size` applies) or "smiles" (`text`: one SMILES per line)."""
+    if kind == "smiles":
+        return smiles_tokenizer(text.splitlines())
     if kind == "char":
         return char_tokenizer(text)
     if kind == "bpe":
@@ -75,11 +119,20 @@ def build_tokenizer(kind: str, text: str, vocab_size: int = 512) -> Tokenizer:
 
 
 def tokenizer_kind(tok: Tokenizer) -> str:
-    return "bpe" if isinstance(tok.model, BPE) else "char"
+    if isinstance(tok.model, BPE):
+        return "bpe"
+    return "smiles" if tok.token_to_id(EOS) is not None else "char"
+
+
+def end_id(tok: Tokenizer) -> int | None:
+    """The id that ends a sequence (``<eos>`` of a SMILES tokenizer), or None: text runs on."""
+    return tok.token_to_id(EOS)
 
 
 def start_id(tok: Tokenizer) -> int:
-    """The id generation starts from when the prompt is empty (the newline token)."""
+    """The id every sequence starts from: ``<bos>`` for molecules, else (text, an empty prompt) the newline token."""
+    if tok.token_to_id(BOS) is not None:
+        return tok.token_to_id(BOS)
     ids = tok.encode(START_TEXT).ids
     if len(ids) != 1:
         raise ValueError(f"the tokenizer must encode {START_TEXT!r} as one token, got {ids}")
@@ -94,8 +147,11 @@ def tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict:
     """
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length,
               "clean_up_tokenization_spaces": False, "add_bos_token": False, "add_eos_token": False}
-    if tokenizer_kind(tok) == "char":
+    kind = tokenizer_kind(tok)
+    if kind == "char":
         config["unk_token"] = UNK
+    elif kind == "smiles":
+        config.update(bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK)
     else:
         config.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT)
     return config

@@ -1,4 +1,5 @@
-"""Named image datasets downloaded once into genzoo's cache: MNIST, Fashion-MNIST and CIFAR-10.
+"""Named datasets downloaded once into genzoo's cache: MNIST, Fashion-MNIST and CIFAR-10 (and MOSES's SMILES
+files, read by ``zoo.data.molecules``).
 
 ``MnistDataModule`` ("mnist"), ``FashionMnistDataModule`` ("fashion-mnist") and ``Cifar10DataModule``
 ("cifar-10") serve the full datasets as published: MNIST's and Fashion-MNIST's four gzipped IDX files,
@@ -59,6 +60,8 @@ MIRRORS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
                       "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
     "cifar-10": ("https://www.cs.toronto.edu/~kriz/",),
+    # the MOSES benchmark's SMILES sets, as its repository (and the molsets wheel) ships them
+    "moses": ("https://github.com/molecularsets/moses/raw/master/moses/dataset/data/",),
 }
 
 
@@ -89,6 +92,11 @@ CHECKSUMS: dict[str, Checksum] = {
         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
     "cifar-10/cifar-10-binary.tar.gz": Checksum(
         "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", 170_052_171),
+    # sha256 of the files inside the molsets 0.3.1 wheel (MOSES's own copies)
+    "moses/train.csv.gz": Checksum("786f0313aa6b9ba5514df685f885742a70ea8d86f1a4fa48115f7f80a634265c", 10_238_967),
+    "moses/test.csv.gz": Checksum("f896fbf3764f88d94670b9959e5872c600c12152a18233823e820761b7a791b2", 1_367_572),
+    "moses/test_scaffolds.csv.gz": Checksum(
+        "adffb2192c1bfe31ab0e13154d4af19a37dc18bdbf3cd7b4491e04405128adde", 1_274_114),
 }
 
 #: seconds a connection may stay silent before a mirror counts as unreachable

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from zoo.checks import check_args
 
-KINDS = ("image", "text", "sequence", "tabular")
+KINDS = ("image", "text", "sequence", "tabular", "molecules")
 #: the feature_extractor of a dataset whose datamodule trains its own on its labels (an image folder's,
 #: zoo.metrics.fit_classifier): rebuilt from the data wherever the metrics run, never loaded from a file
 FOLDER_CLASSIFIER = "folder-classifier"
@@ -25,7 +25,8 @@ class DataSpec:
     """What a dataset is.
 
     Args:
-        kind: "image", "text" (token windows), "sequence" (symbol sequences) or "tabular".
+        kind: "image", "text" (token windows), "sequence" (symbol sequences), "tabular" or "molecules" (SMILES,
+            one molecule per token sequence).
         name: the dataset's name in tables and cards (says which data it is: "sklearn-digits").
         description: one line for model cards.
         image_shape: (channels, height, width) of an image dataset.
@@ -33,12 +34,14 @@ class DataSpec:
         levels: pixel levels of images in [0, 1] (17 for values 0..16; 256 for 8-bit images).
         vocab: the characters of a character-level sequence dataset (symbol i = vocab[i]).
         vocab_size: tokens of a text dataset's tokenizer.
+        tokenizer: the kind of that tokenizer when the data needs one kind ("smiles").
+        max_length: the most tokens of one sequence (molecules: <bos> and <eos> included).
         n_features: values per row of a tabular dataset.
         feature_extractor: the registered feature extractor (a pretrained name) of its image metrics, or
             ``FOLDER_CLASSIFIER`` (the datamodule trains one on its labels).
     """
 
-    kind: Literal["image", "text", "sequence", "tabular"]
+    kind: Literal["image", "text", "sequence", "tabular", "molecules"]
     name: str
     description: str = ""
     image_shape: tuple[int, int, int] | None = None
@@ -47,6 +50,8 @@ class DataSpec:
     levels: int | None = None
     vocab: str | None = None
     vocab_size: int | None = None
+    tokenizer: Literal["smiles"] | None = None
+    max_length: int | None = None
     n_features: int | None = None
     feature_extractor: str | None = None
 
@@ -58,7 +63,7 @@ class DataSpec:
             if len(shape) != 3 or not all(isinstance(s, int) and 1 <= s <= 4096 for s in shape):
                 raise ValueError(f"image_shape must be (channels, height, width) of sizes 1..4096, got {shape!r}")
             object.__setattr__(self, "image_shape", shape)
-        for name, high in [("num_classes", 100_000), ("levels", 65_536), ("vocab_size", 10_000_000),
+        for name, high in [("num_classes", 100_000), ("levels", 65_536), ("vocab_size", 10_000_000), ("max_length", 1_000_000),
                            ("n_features", 10_000_000)]:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high):

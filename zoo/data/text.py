@@ -139,7 +139,7 @@ class RandomBlocks(IterableDataset):
     Yields whole batches ``(x, y)``, each (batch_size, block_size), y = x shifted by one token, so the
     DataLoader does no collation (``batch_size=None``) and costs nothing per step. Offsets come from
     torch's global RNG, which ``seed_everything`` seeds; under DDP, where every rank is seeded alike,
-    each rank draws from its own stream (see ``_rank_generator``), so the processes read different windows.
+    each rank draws from its own stream (see ``rank_generator``), so the processes read different windows.
     """
 
     def __init__(self, data: torch.Tensor, block_size: int, batch_size: int, batches: int):
@@ -150,14 +150,14 @@ class RandomBlocks(IterableDataset):
         return self.batches
 
     def __iter__(self):
-        gen = _rank_generator()
+        gen = rank_generator()
         for _ in range(self.batches):
             start = torch.randint(len(self.data) - self.block_size, (self.batch_size,), generator=gen)
             chunk = self.data[start[:, None] + self.offsets]  # (B, block_size + 1)
             yield chunk[:, :-1], chunk[:, 1:]
 
 
-def _rank_generator() -> torch.Generator | None:
+def rank_generator() -> torch.Generator | None:
     """None in a single process (torch's global RNG, as nanoGPT). In a process group of several ranks: a
     generator seeded with a number drawn from the global RNG (the same on every rank) plus the rank, so
     ranks differ and a seeded run still repeats."""

@@ -25,6 +25,11 @@ prompt + generated text fill the window, generation slides: the cache is rebuilt
 and ``n_positions`` tokens of context (nanoGPT slides one token at a time, recomputing the window
 every step; this costs one short prefill per ``n_positions // 2`` tokens instead).
 
+**Sequences that end**: with a SMILES tokenizer (``zoo.tokenizers.smiles_tokenizer``) every sequence is
+``<bos> ... <eos>``: prompts start from ``<bos>``, a text ends at its first ``<eos>`` (generation stops when
+every text has ended), and ``log_prob`` includes the probability of ending. ``sample(n)`` then returns
+``n`` whole molecules (SMILES strings).
+
 Example::
 
     gpt = zoo.load("gpt-shakespeare-char")
@@ -265,6 +270,10 @@ class GPT(GenerativeModel):
     def data_args(cls, spec, init_args):
         if spec.vocab_size is None:
             raise ValueError(f"a GPT reads token ids; the data {spec.name!r} has no tokenizer (vocab_size)")
+        window = init_args.get("n_positions", 64)
+        if spec.max_length is not None and spec.max_length - 1 > window:
+            raise ValueError(f"the data {spec.name!r} has sequences of up to {spec.max_length} tokens: n_positions "
+                             f"must be at least {spec.max_length - 1}, got {window}")
         return {"vocab_size": spec.vocab_size}
 
     def set_tokenizer(self, tokenizer) -> None:
@@ -306,13 +315,25 @@ class GPT(GenerativeModel):
             raise ValueError("this GPT has no tokenizer; attach one with set_tokenizer or load a saved model")
         return self.tokenizer
 
+    @property
+    def end_id(self) -> int | None:
+        """The token that ends a sequence (``<eos>`` of a SMILES tokenizer), None for text that runs on."""
+        from zoo.tokenizers import end_id
+
+        return end_id(self._tok())
+
     def encode(self, text: str, name: str = "prompt") -> list[int]:
-        """Token ids of `text`; the empty text is the start token (a newline)."""
+        """Token ids of `text` as a prompt: ``<bos>`` first for sequences that end; for text, the empty text is
+        the start token (a newline)."""
         from zoo.tokenizers import start_id
 
         if not isinstance(text, str):
             raise ValueError(f"{name} must be a str, got {type(text).__name__}")
-        ids = self._tok().encode(text).ids if text else [start_id(self._tok())]
+        start = start_id(self._tok())
+        if self.end_id is not None:
+            ids = [start, *self._tok().encode(text).ids] if text else [start]
+        else:
+            ids = self._tok().encode(text).ids if text else [start]
         if len(ids) > self.n_positions:
             raise ValueError(f"{name} is {len(ids)} tokens long, more than the context window "
                              f"n_positions={self.n_positions}; shorten it")
@@ -326,14 +347,15 @@ class GPT(GenerativeModel):
         """log p(text | prompt) in nats, (N,), under the distribution ``sample(prompt=...)`` draws from: the sum
         over the text's tokens, each given the ones before it (the first given the prompt, or the start token
         when the prompt is empty; prompt and text are tokenized apart). A text longer than the window is
-        scored in windows that slide by half a window."""
+        scored in windows that slide by half a window. For sequences that end (molecules) the text's ``<eos>``
+        is scored too: log p(SMILES) is that of the whole molecule."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) and t for t in texts):
             raise ValueError("texts must be a non-empty str or a non-empty list of non-empty str")
-        context = self.encode(prompt)
+        context, end = self.encode(prompt), ([self.end_id] if self.end_id is not None else [])
         out = []
         for text in texts:
-            ids = torch.tensor([*context, *self._tok().encode(text).ids], device=self.device)
+            ids = torch.tensor([*context, *self._tok().encode(text).ids, *end], device=self.device)
             out.append(self._sequence_log_prob(ids, first=len(context)))
         return torch.stack(out)
 
@@ -393,8 +415,11 @@ class GPT(GenerativeModel):
             window = torch.zeros(B, W, dtype=idx.dtype, device=dev)  # (B, W) the tokens in the cache
             window[:, :T] = idx
         noise = _GumbelNoise(B, self.vocab_size, gen, dev, decoder.head.dtype) if temperature > 0 else None
+        banned = self._never_generated()
         logits, pos = self._prefill(idx, kvs, pad, temperature)
         for step in range(max_new_tokens):
+            if banned is not None:
+                logits.index_fill_(1, banned, -math.inf)
             token = pick(logits, top_k, top_p, noise)  # (B,)
             yield token
             if step + 1 == max_new_tokens:
@@ -412,6 +437,15 @@ class GPT(GenerativeModel):
                 window.select(1, pos).copy_(token)
             logits = decoder.step(token, pos, pad)
             pos += 1
+
+    def _never_generated(self) -> Tensor | None:
+        """The ids generation never picks: ``<pad>`` and ``<bos>`` of sequences that end (structure, not text)."""
+        from zoo.tokenizers import BOS, PAD
+
+        if self.end_id is None:
+            return None
+        ids = [i for i in (self._tok().token_to_id(PAD), self._tok().token_to_id(BOS)) if i is not None]
+        return torch.tensor(ids, device=self.device)
 
     def _prefill(self, idx: Tensor, kvs: list[tuple[Tensor, Tensor]], pad: Tensor | None, temperature: float) -> tuple[Tensor, int]:
         """Run the prompt window through the blocks, filling the caches; logits of its last token, / temperature."""
@@ -442,8 +476,7 @@ class GPT(GenerativeModel):
         ids, single = self._prompt_batch(prompts)
         stops = _check_stop(stop)
         if not stops:
-            tokens = torch.stack(list(self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed)), 1)
-            texts = [self.decode(row) for row in tokens.tolist()]
+            texts = [self.decode(row) for row in self._generated(ids, max_new_tokens, temperature, top_k, top_p, seed)]
         else:
             texts = [""] * len(ids)
             for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, stops):
@@ -462,6 +495,18 @@ class GPT(GenerativeModel):
             if pieces[0]:
                 yield pieces[0]
 
+    def _generated(self, ids, max_new_tokens, temperature, top_k, top_p, seed) -> list[list[int]]:
+        """The new tokens of each prompt; for sequences that end, each cut before its ``<eos>``, and decoding
+        stops once every sequence has ended."""
+        end, tokens = self.end_id, []
+        ended = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
+        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed):
+            tokens.append(token)
+            if end is not None and bool((ended := ended | (token == end)).all()):
+                break
+        rows = torch.stack(tokens, 1).tolist()
+        return [row[:row.index(end)] if end in row else row for row in rows] if end is not None else rows
+
     def _text_pieces(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stops) -> Iterator[list[str]]:
         """New text per prompt at each step, cut at stop strings; ends early when every text has stopped.
 
@@ -471,11 +516,17 @@ class GPT(GenerativeModel):
         generated = [[] for _ in ids]
         emitted = [""] * len(ids)
         done = [False] * len(ids)
+        end = self.end_id
         for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed):
             pieces = []
             for i, t in enumerate(token.tolist()):
-                if done[i]:
-                    pieces.append("")
+                if done[i] or t == end:  # a sequence that ends: its text so far is all of it
+                    if not done[i]:
+                        done[i] = True
+                        pieces.append(self.decode(generated[i])[len(emitted[i]):])
+                        generated[i] = None
+                    else:
+                        pieces.append("")
                     continue
                 generated[i].append(t)
                 text = self.decode(generated[i])

@@ -61,8 +61,8 @@ class GPTSystem(GenerativeSystem):
         check_int("sample_tokens", sample_tokens, 0, GPT.max_new_tokens_cap)
         super().__init__(net or GPT(), init_from)
         self.save_hyperparameters(ignore=["net"])
-        self.val_perplexity = Perplexity()
-        self.test_perplexity = Perplexity()
+        self.val_perplexity = Perplexity(ignore_index=-100)  # molecules pad their targets with -100
+        self.test_perplexity = Perplexity(ignore_index=-100)
 
     def setup(self, stage: str) -> None:
         """Agree on one tokenizer with the datamodule (if it has one) before the optimiser sees the weights:
@@ -83,7 +83,8 @@ class GPTSystem(GenerativeSystem):
             return loss
         perplexity = self.val_perplexity if stage == "val" else self.test_perplexity
         perplexity.update(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(x))
+        # weighted by tokens, so an epoch's loss is per token whatever the batches' padding
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=int((y != -100).sum()))
         self.log(f"{stage}/perplexity", perplexity, on_epoch=True, batch_size=len(x))
         return loss
 
@@ -96,7 +97,8 @@ class GPTSystem(GenerativeSystem):
             return
         was_training = self.net.training
         self.net.eval()
-        text = self.net.generate("", max_new_tokens=self.hparams.sample_tokens, seed=0)
+        prompts = [""] * (1 if self.net.end_id is None else 10)  # sequences that end: ten of them, one per line
+        text = "\n".join(self.net.generate(prompts, max_new_tokens=self.hparams.sample_tokens, seed=0))
         self.net.train(was_training)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"step={self.global_step:06d}.txt").write_text(text + "\n", encoding="utf-8")

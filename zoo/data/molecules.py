@@ -1,0 +1,314 @@
+"""Molecules as SMILES: the MOSES benchmark's sets, or any file of one SMILES per line, one molecule per sequence.
+
+``MoleculesDataModule("moses")`` reads MOSES's three sets (Polykovskiy et al. 2020): ``train`` (1,584,663
+molecules), ``test`` (176,074) and ``test_scaffolds`` (176,225, scaffolds absent from train). They are found,
+in order, in ``$GENZOO_DATA_DIR/moses/``, in the installed ``molsets`` package (``pip install --no-deps
+molsets``; its files are read, ``moses`` is never imported), in genzoo's cache, or downloaded from MOSES's
+repository and checked by sha256 (``zoo.data.downloads``). MOSES has no validation set: the validation loss
+is measured on a fixed seeded sample of ``val_size`` test molecules; the test split is the whole test set.
+
+Any other file: one SMILES per line (a CSV whose header has a ``SMILES`` column also works; gzip allowed),
+split by a seeded permutation into train / val / test (``val_fraction`` and ``test_fraction`` each).
+A file that is not SMILES is refused with the fraction of lines that failed to parse (RDKit on a sample when
+it is installed, else the characters SMILES is written in).
+
+Each molecule is one sequence ``<bos> tokens <eos>`` (``zoo.tokenizers.smiles_tokenizer``), never a window
+over a concatenation. Training batches group molecules of similar length (``BUCKET`` batches are sorted by
+length, then the batches shuffled), so a batch pads little; x is padded with ``<pad>`` and the targets with
+-100, which cross-entropy ignores. The batch order comes from torch's global RNG, which Lightning's
+checkpoints save, so a resumed run reads the same molecules as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import io
+import os
+import warnings
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from zoo.checks import check_int
+from zoo.data.spec import DataSpec
+from zoo.data.text import rank_generator
+from zoo.tokenizers import BOS, EOS, PAD, smiles_pieces, smiles_tokenizer
+
+#: MOSES's sets, by split
+MOSES_FILES = {"train": "train.csv.gz", "test": "test.csv.gz", "test_scaffolds": "test_scaffolds.csv.gz"}
+#: molecules a training file may hold (MOSES's train is 1.6M); bounds the memory of the encoded cache
+MAX_MOLECULES = 20_000_000
+#: the longest SMILES line read (MOSES's longest is 57 characters)
+MAX_LINE = 10_000
+#: batches sorted by length together (a pool of BUCKET * batch_size molecules)
+BUCKET = 50
+#: lines of a user's file parsed to decide whether it is SMILES, and the share that may fail
+SNIFF_LINES, MAX_INVALID = 1_000, 0.1
+
+
+def moses_file(split: str, download: bool = True) -> Path:
+    """The local path of one MOSES set (see the module docstring for where it is looked for)."""
+    from zoo.data.downloads import data_dir, fetch
+
+    name = MOSES_FILES[split]
+    spec = importlib.util.find_spec("moses")
+    if not (data_dir() / "moses" / name).is_file() and spec is not None and spec.submodule_search_locations:
+        packaged = Path(spec.submodule_search_locations[0]) / "dataset" / "data" / name
+        if packaged.is_file():
+            return _checked(packaged)
+    return fetch("moses", name, download=download)
+
+
+def _checked(path: Path) -> Path:
+    from zoo.data.downloads import CHECKSUMS, sha256_of
+
+    expected = CHECKSUMS[f"moses/{path.name}"].sha256
+    if sha256_of(path) != expected:
+        raise ValueError(f"{path}: not the published MOSES file (sha256 differs from {expected}); reinstall molsets")
+    return path
+
+
+def read_smiles(path: str | os.PathLike) -> list[str]:
+    """The SMILES of a file: one per line, or the ``SMILES`` column of a CSV with that header; gzip if .gz.
+    Blank lines are skipped; surrounding whitespace is stripped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"smiles file {str(path)!r} does not exist")
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else
+              open(path, encoding="utf-8")) as f:
+            text = f.read()
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e:
+        raise ValueError(f"{path} is not a UTF-8 text file of SMILES ({e})") from None
+    lines = text.splitlines()
+    header = lines[0].strip().split(",") if lines else []
+    if "SMILES" in header or "smiles" in header:
+        column = header.index("SMILES" if "SMILES" in header else "smiles")
+        rows = csv.reader(io.StringIO("\n".join(lines[1:])))
+        smiles = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
+    else:
+        smiles = [line.strip() for line in lines if line.strip()]
+    if not smiles:
+        raise ValueError(f"{path} holds no SMILES (it is empty)")
+    if len(smiles) > MAX_MOLECULES:
+        raise ValueError(f"{path} holds {len(smiles):,} lines, more than the {MAX_MOLECULES:,} genzoo reads")
+    long = next((s for s in smiles if len(s) > MAX_LINE), None)
+    if long is not None:
+        raise ValueError(f"{path}: a line of {len(long):,} characters is not a SMILES (at most {MAX_LINE:,})")
+    return smiles
+
+
+def check_smiles_file(smiles: list[str], source: str) -> None:
+    """Refuse text that is not SMILES, naming the share of sampled lines that failed to parse and an example."""
+    sample = smiles[:: max(1, len(smiles) // SNIFF_LINES)][:SNIFF_LINES]
+    try:
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        bad = [s for s in sample if Chem.MolFromSmiles(s) is None]
+        how = "RDKit could not parse them"
+    except ImportError:
+        alphabet = set("BCNOPSFIbcnosp()[]=#-+\\/:~@?>*$%.0123456789HlrKaegiLMTZdfhkmtuyUVWXYAE")
+        bad = [s for s in sample if not set(s) <= alphabet]
+        how = "characters SMILES does not use"
+    if len(bad) > MAX_INVALID * len(sample):
+        raise ValueError(f"{source}: {len(bad) / len(sample):.0%} of {len(sample):,} sampled lines are not SMILES "
+                         f"({how}), e.g. {bad[0]!r:.80}; give a file of one SMILES per line")
+
+
+class LengthBuckets(IterableDataset):
+    """`batches` batches of molecules from `sequences` (a list of 1-D id tensors, <bos> ... <eos>): a fresh
+    random permutation from torch's global RNG each epoch, cut into pools of ``BUCKET`` batches, each pool
+    sorted by length and cut into batches, the batches shuffled. Yields (x, y) padded: x with `pad`, y with -100.
+    Under DDP each rank draws its own order (``zoo.data.text.rank_generator``)."""
+
+    def __init__(self, sequences: list[torch.Tensor], lengths: torch.Tensor, batch_size: int, batches: int,
+                 pad: int):
+        self.sequences, self.lengths, self.batch_size, self.batches, self.pad = (
+            sequences, lengths, batch_size, batches, pad)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        B, n, gen = self.batch_size, len(self.sequences), rank_generator()  # each DDP rank its own order
+        wanted = self.batches * B
+        order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-wanted // n))])[:wanted]
+        batches = []
+        for pool in order.split(BUCKET * B):
+            pool = pool[torch.sort(self.lengths[pool], stable=True).indices]
+            batches.extend(pool.split(B))
+        for i in torch.randperm(len(batches), generator=gen).tolist():
+            yield pad_batch([self.sequences[j] for j in batches[i].tolist()], self.pad)
+
+
+def pad_batch(sequences: list[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y), each (B, longest - 1): x the sequences but their last token, padded with `pad`; y the next tokens,
+    padded with -100 (ignored by cross-entropy)."""
+    T = max(len(s) for s in sequences) - 1
+    x = torch.full((len(sequences), T), pad, dtype=torch.long)
+    y = torch.full((len(sequences), T), -100, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        x[i, :len(s) - 1] = s[:-1]
+        y[i, :len(s) - 1] = s[1:]
+    return x, y
+
+
+class MoleculesDataModule(L.LightningDataModule):
+    """SMILES molecules as token sequences, one molecule each (see the module docstring).
+
+    Args:
+        smiles: "moses" (MOSES's sets) or a file of one SMILES per line.
+        tokenizer: "smiles" (the atom-level tokenizer built on the training molecules) or a pretrained name /
+            model folder whose tokenizer to reuse (fine-tuning brings the model's own).
+        max_length: the most tokens a sequence may have, <bos> and <eos> included; longer molecules are left
+            out of training with a warning (a GPT needs ``n_positions >= max_length - 1``).
+        batch_size, val_batch_size: molecules per training / validation batch.
+        batches_per_epoch: training batches between two validations.
+        val_size: MOSES only: the test molecules (a seeded sample) the validation loss is measured on.
+        val_fraction, test_fraction: a file only: the shares of its molecules that validate and test.
+        seed: the split's seed (the training order follows ``seed_everything``).
+
+    Example::
+
+        dm = MoleculesDataModule("moses", batch_size=64)
+        dm.setup("fit")
+        x, y = next(iter(dm.train_dataloader()))   # (64, T): <bos> C C O ..., and the next tokens
+    """
+
+    def __init__(self, smiles: str = "moses", tokenizer: str = "smiles", max_length: int = 128,
+                 batch_size: int = 64, val_batch_size: int = 256, batches_per_epoch: int = 1000,
+                 val_size: int = 10_000, val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0):
+        super().__init__()
+        check_int("max_length", max_length, 3, 100_000)
+        for name, value in [("batch_size", batch_size), ("val_batch_size", val_batch_size),
+                            ("batches_per_epoch", batches_per_epoch), ("val_size", val_size)]:
+            check_int(name, value, 1)
+        for name, value in [("val_fraction", val_fraction), ("test_fraction", test_fraction)]:
+            if not 0 < value < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {value!r}")
+        if not isinstance(smiles, str) or not smiles:
+            raise ValueError(f"smiles must be 'moses' or a file of SMILES, got {smiles!r}")
+        if not isinstance(tokenizer, str) or not tokenizer:
+            raise ValueError(f"tokenizer must be 'smiles' or a model name/folder, got {tokenizer!r}")
+        self.save_hyperparameters()
+        self.splits: dict[str, list[str]] = {}
+        self._tokenizer = None
+        self._encoded: dict[str, list[torch.Tensor]] = {}
+
+    @classmethod
+    def for_evaluation(cls, **saved_args) -> "MoleculesDataModule":
+        """As config.json records it: MOSES only (a saved model never makes genzoo read a path), with the
+        model's own tokenizer (set by the system)."""
+        if saved_args.get("smiles", "moses") != "moses":
+            raise ValueError(f"datamodule.init_args.smiles {saved_args['smiles']!r:.80} is not 'moses'; a saved model "
+                             "never makes genzoo read a path: evaluate it on your molecules with "
+                             "evaluate(..., datamodule=MoleculesDataModule(FILE))")
+        return cls(**{**saved_args, "tokenizer": "smiles"})
+
+    @property
+    def is_moses(self) -> bool:
+        return self.hparams.smiles == "moses"
+
+    def prepare_data(self) -> None:
+        if self.is_moses:
+            for split in MOSES_FILES:
+                moses_file(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.is_moses:
+            self.splits = {split: read_smiles(moses_file(split)) for split in MOSES_FILES}
+            pick = torch.randperm(len(self.splits["test"]), generator=torch.Generator().manual_seed(
+                self.hparams.seed))[:self.hparams.val_size]
+            self.splits["val"] = [self.splits["test"][i] for i in sorted(pick.tolist())]
+            return
+        smiles = read_smiles(self.hparams.smiles)
+        check_smiles_file(smiles, self.hparams.smiles)
+        n = len(smiles)
+        n_val, n_test = max(1, round(n * self.hparams.val_fraction)), max(1, round(n * self.hparams.test_fraction))
+        if n - n_val - n_test < 1:
+            raise ValueError(f"{self.hparams.smiles} holds {n} molecules, too few to split into train / val / test")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.seed)).tolist()
+        self.splits = {"val": [smiles[i] for i in order[:n_val]],
+                       "test": [smiles[i] for i in order[n_val:n_val + n_test]],
+                       "train": [smiles[i] for i in order[n_val + n_test:]]}
+
+    @property
+    def tokenizer(self):
+        """The SMILES tokenizer (built from the training molecules on first use, unless one was set)."""
+        if self._tokenizer is None:
+            self.setup()
+            if self.hparams.tokenizer == "smiles":
+                self._tokenizer = smiles_tokenizer(self.splits["train"])
+            else:
+                from zoo.data.text import saved_tokenizer
+
+                self._tokenizer = saved_tokenizer(self.hparams.tokenizer)
+        return self._tokenizer
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """Use `tokenizer` (a pretrained model's) instead of building one; it must be a SMILES tokenizer."""
+        if tokenizer.token_to_id(BOS) is None or tokenizer.token_to_id(EOS) is None:
+            raise ValueError("a molecules model needs a SMILES tokenizer (with <bos> and <eos>); this model has "
+                             "a text tokenizer")
+        self._tokenizer, self._encoded = tokenizer, {}
+
+    @property
+    def spec(self) -> DataSpec:
+        self.setup()
+        name = "moses" if self.is_moses else Path(self.hparams.smiles).name
+        sizes = ", ".join(f"{len(self.splits[s]):,} {s}" for s in ("train", "val", "test"))
+        how = (f"MOSES (Polykovskiy et al. 2020): {sizes} molecules (val: a seeded sample of test)" if self.is_moses
+               else f"{name}: {sizes} molecules (a seeded split)")
+        return DataSpec(kind="molecules", name=name, vocab_size=self.tokenizer.get_vocab_size(), tokenizer="smiles",
+                        max_length=self.hparams.max_length, description=how + ", one SMILES per sequence")
+
+    def smiles(self, split: str) -> list[str]:
+        """The SMILES of a split: train, val, test (and test_scaffolds for MOSES)."""
+        self.setup()
+        if split not in self.splits:
+            raise ValueError(f"split must be one of {sorted(self.splits)}, got {split!r}")
+        return self.splits[split]
+
+    def encoded(self, split: str) -> list[torch.Tensor]:
+        """The split's molecules as id tensors ``<bos> ... <eos>``, the ones longer than max_length left out."""
+        if split not in self._encoded:
+            tok, smiles = self.tokenizer, self.smiles(split)
+            bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+            tok.no_padding()
+            ids = [torch.tensor([bos, *e.ids, eos], dtype=torch.long) for e in tok.encode_batch(smiles)]
+            kept = [s for s in ids if len(s) <= self.hparams.max_length]
+            if len(kept) < len(ids):
+                warnings.warn(f"{len(ids) - len(kept):,} of {len(ids):,} {split} molecules have more than "
+                              f"max_length={self.hparams.max_length} tokens and are left out", stacklevel=2)
+            if not kept:
+                raise ValueError(f"no {split} molecule fits max_length={self.hparams.max_length}")
+            self._encoded[split] = kept
+        return self._encoded[split]
+
+    def train_dataloader(self) -> DataLoader:
+        sequences = self.encoded("train")
+        lengths = torch.tensor([len(s) for s in sequences])
+        data = LengthBuckets(sequences, lengths, self.hparams.batch_size, self.hparams.batches_per_epoch,
+                             self.tokenizer.token_to_id(PAD))
+        return DataLoader(data, batch_size=None)
+
+    def _ordered(self, split: str) -> DataLoader:
+        sequences, pad = self.encoded(split), self.tokenizer.token_to_id(PAD)
+        return DataLoader(sequences, batch_size=self.hparams.val_batch_size, collate_fn=partial(pad_batch, pad=pad))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._ordered("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._ordered("test")
+
+
+__all__ = ["MoleculesDataModule", "moses_file", "read_smiles", "smiles_pieces"]
