@@ -146,6 +146,7 @@ SMOKE_FITS = {
     "ddpm-mnist-5k": "data/test_images.py", "dcgan-mnist-5k": "data/test_images.py",
     "ddpm-imagefolder": "data/test_images.py", "vae-imagefolder": "data/test_images.py",
     "dcgan-imagefolder": "data/test_images.py", "gpt-moses": "data/test_molecules.py",
+    "hmm-moses": "data/test_molecules.py",
 }
 
 

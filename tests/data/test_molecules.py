@@ -218,3 +218,33 @@ def test_recipe_smoke_fit_on_a_file_exports_a_transformers_checkpoint(tmp_path):
     ids = torch.tensor([[1, *model.tokenizer.encode("CCOc1ccccc1").ids]])
     with torch.no_grad():
         torch.testing.assert_close(theirs(ids).logits, model(ids), rtol=1e-4, atol=1e-4)
+
+
+# -- the HMM on molecules: characters ending with a newline ------------------------------------------
+
+
+def test_characters_mode_gives_symbol_sequences_that_end_with_a_newline():
+    dm = MoleculesDataModule(str(SAMPLE), tokenizer="characters", batch_size=64, train_size=500)
+    spec = dm.spec
+    assert spec.vocab is not None and "\n" in spec.vocab and spec.vocab_size is None
+    assert len(dm.smiles("train")) == 500
+    x, lengths = next(iter(dm.train_dataloader()))
+    first = "".join(spec.vocab[i] for i in x[0, :lengths[0]].tolist())
+    assert first == dm.smiles("train")[0] + "\n"
+    with pytest.raises(ValueError, match="there is no tokenizer"):
+        dm.tokenizer
+
+
+def test_hmm_recipe_smoke_fit_samples_molecules_that_end(tmp_path):
+    """recipes/hmm-moses.yaml on the sample with 8 states: the HMM learns the end character from the data,
+    samples strings cut before it, and log p of a SMILES includes ending it."""
+    run_lightning(["fit", "--config", str(ROOT / "recipes" / "hmm-moses.yaml"), "--data.smiles", str(SAMPLE),
+                   "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "3",
+                   "--trainer.check_val_every_n_epoch", "1", "--data.train_size", "1000", "--model.net.n_states", "8",
+                   "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    model = zoo.load(str(tmp_path / "runs" / "version_0" / "pretrained"))
+    assert model.end == "\n" and model.extra_config["data_spec"]["kind"] == "molecules"
+    out = model.sample(20, seed=0, length=100)
+    assert all("\n" not in s for s in out) and out == model.sample(20, seed=0, length=100)
+    ends = model.hmm.log_prob([model.encode("CCO\n")])
+    assert model.log_prob("CCO").item() == pytest.approx(ends.item())

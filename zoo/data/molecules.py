@@ -13,7 +13,9 @@ A file that is not SMILES is refused with the fraction of lines that failed to p
 it is installed, else the characters SMILES is written in).
 
 Each molecule is one sequence ``<bos> tokens <eos>`` (``zoo.tokenizers.smiles_tokenizer``), never a window
-over a concatenation. Training batches group molecules of similar length (``BUCKET`` batches are sorted by
+over a concatenation. With ``tokenizer="characters"`` (the HMM family, as MOSES's HMM baseline) it is the
+SMILES' characters ending with a newline, as ``(x, lengths)`` batches of symbols (``zoo.data.sequences``) in
+file order; the spec then has the character vocabulary (``vocab``) instead of a tokenizer. Training batches group molecules of similar length (``BUCKET`` batches are sorted by
 length, then the batches shuffled), so a batch pads little; x is padded with ``<pad>`` and the targets with
 -100, which cross-entropy ignores. The batch order comes from torch's global RNG, which Lightning's
 checkpoints save, so a resumed run reads the same molecules as an uninterrupted one.
@@ -164,13 +166,16 @@ class MoleculesDataModule(L.LightningDataModule):
 
     Args:
         smiles: "moses" (MOSES's sets) or a file of one SMILES per line.
-        tokenizer: "smiles" (the atom-level tokenizer built on the training molecules) or a pretrained name /
-            model folder whose tokenizer to reuse (fine-tuning brings the model's own).
+        tokenizer: "smiles" (the atom-level tokenizer built on the training molecules), "characters" (symbols
+            for the HMM family; see the module docstring) or a pretrained name / model folder whose tokenizer to
+            reuse (fine-tuning brings the model's own).
         max_length: the most tokens a sequence may have, <bos> and <eos> included; longer molecules are left
             out of training with a warning (a GPT needs ``n_positions >= max_length - 1``).
         batch_size, val_batch_size: molecules per training / validation batch.
         batches_per_epoch: training batches between two validations.
-        val_size: MOSES only: the test molecules (a seeded sample) the validation loss is measured on.
+        val_size, test_size: MOSES only: the test molecules (seeded samples, disjoint) the validation and the test
+            losses are measured on (the generative metrics use the whole test set).
+        train_size: the training molecules used (a seeded sample); None: all.
         val_fraction, test_fraction: a file only: the shares of its molecules that validate and test.
         seed: the split's seed (the training order follows ``seed_everything``).
 
@@ -183,11 +188,13 @@ class MoleculesDataModule(L.LightningDataModule):
 
     def __init__(self, smiles: str = "moses", tokenizer: str = "smiles", max_length: int = 128,
                  batch_size: int = 64, val_batch_size: int = 256, batches_per_epoch: int = 1000,
-                 val_size: int = 10_000, val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0):
+                 val_size: int = 10_000, test_size: int = 10_000, train_size: int | None = None,
+                 val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0):
         super().__init__()
         check_int("max_length", max_length, 3, 100_000)
         for name, value in [("batch_size", batch_size), ("val_batch_size", val_batch_size),
-                            ("batches_per_epoch", batches_per_epoch), ("val_size", val_size)]:
+                            ("batches_per_epoch", batches_per_epoch), ("val_size", val_size),
+                            ("test_size", test_size)] + ([("train_size", train_size)] if train_size is not None else []):
             check_int(name, value, 1)
         for name, value in [("val_fraction", val_fraction), ("test_fraction", test_fraction)]:
             if not 0 < value < 0.5:
@@ -195,11 +202,12 @@ class MoleculesDataModule(L.LightningDataModule):
         if not isinstance(smiles, str) or not smiles:
             raise ValueError(f"smiles must be 'moses' or a file of SMILES, got {smiles!r}")
         if not isinstance(tokenizer, str) or not tokenizer:
-            raise ValueError(f"tokenizer must be 'smiles' or a model name/folder, got {tokenizer!r}")
+            raise ValueError(f"tokenizer must be 'smiles', 'characters' or a model name/folder, got {tokenizer!r}")
         self.save_hyperparameters()
         self.splits: dict[str, list[str]] = {}
         self._tokenizer = None
         self._encoded: dict[str, list[torch.Tensor]] = {}
+        self.vocab: str | None = None  # "characters": the symbols, a newline (the end) among them
 
     @classmethod
     def for_evaluation(cls, **saved_args) -> "MoleculesDataModule":
@@ -209,11 +217,16 @@ class MoleculesDataModule(L.LightningDataModule):
             raise ValueError(f"datamodule.init_args.smiles {saved_args['smiles']!r:.80} is not 'moses'; a saved model "
                              "never makes genzoo read a path: evaluate it on your molecules with "
                              "evaluate(..., datamodule=MoleculesDataModule(FILE))")
-        return cls(**{**saved_args, "tokenizer": "smiles"})
+        return cls(**{**saved_args, "tokenizer": saved_args.get("tokenizer") if saved_args.get("tokenizer") == "characters"
+                      else "smiles"})
 
     @property
     def is_moses(self) -> bool:
         return self.hparams.smiles == "moses"
+
+    @property
+    def characters(self) -> bool:
+        return self.hparams.tokenizer == "characters"
 
     def prepare_data(self) -> None:
         if self.is_moses:
@@ -223,11 +236,21 @@ class MoleculesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self._split()
+        if self.hparams.train_size is not None and self.hparams.train_size < len(self.splits["train"]):
+            pick = torch.randperm(len(self.splits["train"]), generator=torch.Generator().manual_seed(self.hparams.seed))
+            self.splits["train"] = [self.splits["train"][i] for i in sorted(pick[:self.hparams.train_size].tolist())]
+        if self.characters:
+            self.vocab = "".join(sorted(set("".join(self.splits["train"])) | {"\n"}))
+
+    def _split(self) -> None:
         if self.is_moses:
             self.splits = {split: read_smiles(moses_file(split)) for split in MOSES_FILES}
             pick = torch.randperm(len(self.splits["test"]), generator=torch.Generator().manual_seed(
-                self.hparams.seed))[:self.hparams.val_size]
-            self.splits["val"] = [self.splits["test"][i] for i in sorted(pick.tolist())]
+                self.hparams.seed)).tolist()
+            v, t = self.hparams.val_size, self.hparams.test_size
+            self.splits["val"] = [self.splits["test"][i] for i in sorted(pick[:v])]
+            self.splits["test_sample"] = [self.splits["test"][i] for i in sorted(pick[v:v + t])]
             return
         smiles = read_smiles(self.hparams.smiles)
         check_smiles_file(smiles, self.hparams.smiles)
@@ -239,10 +262,13 @@ class MoleculesDataModule(L.LightningDataModule):
         self.splits = {"val": [smiles[i] for i in order[:n_val]],
                        "test": [smiles[i] for i in order[n_val:n_val + n_test]],
                        "train": [smiles[i] for i in order[n_val + n_test:]]}
+        self.splits["test_sample"] = self.splits["test"]
 
     @property
     def tokenizer(self):
         """The SMILES tokenizer (built from the training molecules on first use, unless one was set)."""
+        if self.characters:
+            raise ValueError("tokenizer='characters' reads symbols, not tokens: there is no tokenizer (see vocab)")
         if self._tokenizer is None:
             self.setup()
             if self.hparams.tokenizer == "smiles":
@@ -267,11 +293,15 @@ class MoleculesDataModule(L.LightningDataModule):
         sizes = ", ".join(f"{len(self.splits[s]):,} {s}" for s in ("train", "val", "test"))
         how = (f"MOSES (Polykovskiy et al. 2020): {sizes} molecules (val: a seeded sample of test)" if self.is_moses
                else f"{name}: {sizes} molecules (a seeded split)")
+        if self.characters:
+            return DataSpec(kind="molecules", name=name, vocab=self.vocab, max_length=self.hparams.max_length,
+                            description=how + ", one SMILES per sequence, as characters ending with a newline")
         return DataSpec(kind="molecules", name=name, vocab_size=self.tokenizer.get_vocab_size(), tokenizer="smiles",
                         max_length=self.hparams.max_length, description=how + ", one SMILES per sequence")
 
     def smiles(self, split: str) -> list[str]:
-        """The SMILES of a split: train, val, test (and test_scaffolds for MOSES)."""
+        """The SMILES of a split: train, val, test, test_sample (the test loss's; MOSES: ``test_size`` of test)
+        and, for MOSES, test_scaffolds."""
         self.setup()
         if split not in self.splits:
             raise ValueError(f"split must be one of {sorted(self.splits)}, got {split!r}")
@@ -280,10 +310,7 @@ class MoleculesDataModule(L.LightningDataModule):
     def encoded(self, split: str) -> list[torch.Tensor]:
         """The split's molecules as id tensors ``<bos> ... <eos>``, the ones longer than max_length left out."""
         if split not in self._encoded:
-            tok, smiles = self.tokenizer, self.smiles(split)
-            bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
-            tok.no_padding()
-            ids = [torch.tensor([bos, *e.ids, eos], dtype=torch.long) for e in tok.encode_batch(smiles)]
+            ids = self._characters(split) if self.characters else self._tokens(split)
             kept = [s for s in ids if len(s) <= self.hparams.max_length]
             if len(kept) < len(ids):
                 warnings.warn(f"{len(ids) - len(kept):,} of {len(ids):,} {split} molecules have more than "
@@ -293,14 +320,39 @@ class MoleculesDataModule(L.LightningDataModule):
             self._encoded[split] = kept
         return self._encoded[split]
 
+    def _tokens(self, split: str) -> list[torch.Tensor]:
+        tok = self.tokenizer
+        bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+        tok.no_padding()
+        return [torch.tensor([bos, *e.ids, eos], dtype=torch.long) for e in tok.encode_batch(self.smiles(split))]
+
+    def _characters(self, split: str) -> list[torch.Tensor]:
+        """Each molecule's characters and a newline as symbols; molecules with characters unseen in train left out."""
+        index = {c: i for i, c in enumerate(self.vocab)}
+        out = [torch.tensor([index[c] for c in s + "\n"], dtype=torch.long) for s in self.smiles(split)
+               if set(s) <= index.keys()]
+        if len(out) < len(self.smiles(split)):
+            warnings.warn(f"{len(self.smiles(split)) - len(out):,} {split} molecules hold characters unseen in "
+                          "training and are left out", stacklevel=3)
+        return out
+
     def train_dataloader(self) -> DataLoader:
+        if self.characters:  # EM sums statistics over the whole epoch: file order, no padding tricks needed
+            return self._symbols("train")
         sequences = self.encoded("train")
         lengths = torch.tensor([len(s) for s in sequences])
         data = LengthBuckets(sequences, lengths, self.hparams.batch_size, self.hparams.batches_per_epoch,
                              self.tokenizer.token_to_id(PAD))
         return DataLoader(data, batch_size=None)
 
+    def _symbols(self, split: str) -> DataLoader:
+        from zoo.data.sequences import pad_batch as pad_symbols
+
+        return DataLoader(self.encoded(split), batch_size=self.hparams.batch_size, collate_fn=pad_symbols)
+
     def _ordered(self, split: str) -> DataLoader:
+        if self.characters:
+            return self._symbols(split)
         sequences, pad = self.encoded(split), self.tokenizer.token_to_id(PAD)
         return DataLoader(sequences, batch_size=self.hparams.val_batch_size, collate_fn=partial(pad_batch, pad=pad))
 
@@ -308,7 +360,7 @@ class MoleculesDataModule(L.LightningDataModule):
         return self._ordered("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._ordered("test")
+        return self._ordered("test_sample")
 
 
 __all__ = ["MoleculesDataModule", "moses_file", "read_smiles", "smiles_pieces"]

@@ -35,6 +35,8 @@ class HMM(GenerativeModel):
         n_features, covariance_type, n_mix, reg_covar: Gaussian / mixture emissions.
         n_symbols: alphabet size of categorical emissions (taken from `vocab` when given).
         vocab: the characters, symbol i = vocab[i]; text models only.
+        end: a character of `vocab` that ends each sequence (molecules: a newline, set from the data): ``sample``
+            returns each string up to its first `end`, and ``log_prob`` of a string includes ending it.
     """
 
     family = "hmm"
@@ -45,7 +47,7 @@ class HMM(GenerativeModel):
 
     def __init__(self, n_states: int = 16, emission: str = "categorical", n_features: int | None = None,
                  n_symbols: int | None = None, covariance_type: str = "diag", n_mix: int = 1,
-                 reg_covar: float = 1e-6, vocab: str | None = None):
+                 reg_covar: float = 1e-6, vocab: str | None = None, end: str | None = None):
         if vocab is not None:
             if not isinstance(vocab, str) or len(set(vocab)) != len(vocab) or len(vocab) < 1:
                 raise ValueError("vocab must be a string of distinct characters")
@@ -53,9 +55,11 @@ class HMM(GenerativeModel):
                 raise ValueError(f"vocab needs emission='categorical' and n_symbols=None or {len(vocab)}, "
                                  f"got {emission!r} and {n_symbols!r}")
             n_symbols = len(vocab)
+        if end is not None and (not isinstance(end, str) or len(end) != 1 or vocab is None or end not in vocab):
+            raise ValueError(f"end must be one character of vocab, got {end!r}")
         super().__init__(n_states=n_states, emission=emission, n_features=n_features, n_symbols=n_symbols,
-                         covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar, vocab=vocab)
-        self.vocab = vocab
+                         covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar, vocab=vocab, end=end)
+        self.vocab, self.end = vocab, end
         self._index = {c: i for i, c in enumerate(vocab)} if vocab else {}
         if self.pending:
             return
@@ -73,7 +77,8 @@ class HMM(GenerativeModel):
         if init_args.get("emission", "categorical") == "categorical":
             if spec.vocab is None:
                 raise ValueError(f"a categorical HMM reads symbol sequences with a vocabulary; {spec.name!r} has none")
-            return {"vocab": spec.vocab, "n_symbols": len(spec.vocab)}
+            ends = {"end": "\n"} if spec.kind == "molecules" else {}  # one molecule per line
+            return {"vocab": spec.vocab, "n_symbols": len(spec.vocab), **ends}
         if spec.n_features is None:
             raise ValueError(f"a Gaussian HMM reads sequences of vectors; {spec.name!r} gives no n_features")
         return {"n_features": spec.n_features}
@@ -107,7 +112,7 @@ class HMM(GenerativeModel):
         if isinstance(x, str):
             x = [x]
         if isinstance(x, (list, tuple)) and x and all(isinstance(s, str) for s in x):
-            return [self.encode(s) for s in x]
+            return [self.encode(s + (self.end or "")) for s in x]
         return x
 
     # -- the generative API ----------------------------------------------------------------------
@@ -122,9 +127,10 @@ class HMM(GenerativeModel):
         return -self.log_prob(text).item() / max(len(text), 1)
 
     def _sample(self, n: int, *, seed: int | None, length: int) -> list[str] | Tensor:
-        """n sequences of `length` steps: strings when the model has a vocabulary, else one tensor of
-        observations (n, length, D) (categorical: (n, length) symbols)."""
-        return self.sample_with_states(n, seed=seed, length=length)[0]
+        """n sequences of `length` steps: strings when the model has a vocabulary (each cut before its first
+        `end` when the model has one), else one tensor of observations (n, length, D) (categorical: (n, length))."""
+        out = self.sample_with_states(n, seed=seed, length=length)[0]
+        return [s.split(self.end, 1)[0] for s in out] if self.end else out
 
     def sample_with_states(self, n: int, *, seed: int | None = None,
                            **options: Any) -> tuple[list[str] | Tensor, Tensor]:
