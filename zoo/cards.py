@@ -270,7 +270,23 @@ def _metrics(model: GenerativeModel, spec: DataSpec | None, metrics: dict[str, f
         out += f"\n{run.metric_notes.strip()}\n"
     if "fid" in metrics:
         out += "\n" + _image_quality(model, spec, metrics, run)
+    if "valid" in metrics:
+        out += "\n" + _molecule_quality(metrics, run)
     return out
+
+
+def _molecule_quality(metrics: dict[str, float], run: Run) -> str:
+    """MOSES's table: this model's row beside the published rows, and how the molecules were drawn."""
+    from zoo.metrics.molecules import format_table
+
+    n = int(metrics.get("n_molecules", 0))
+    return (f"### MOSES metrics ({n:,} molecules; MOSES's protocol is 30,000)\n\n"
+            f"Sampled with `sample(n, seed=...)`, {1000:,} per seed from the seed up, scored by genzoo's "
+            "reimplementation of MOSES's metrics (`zoo.metrics.molecules`, checked against MOSES's own test values): "
+            "validity, uniqueness and novelty on canonical SMILES; FCD (ChemNet, fcd_torch), SNN (Morgan radius 2, "
+            "1,024 bits), Frag (BRICS) and Scaf (Bemis-Murcko) against MOSES's test set and scaffold test set. The "
+            "published rows are the MOSES README's (means over 3 runs, GPU training).\n\n"
+            + format_table(metrics, f"**{run.name}** (genzoo)") + "\n")
 
 
 def _image_quality(model: GenerativeModel, spec: DataSpec | None, metrics: dict[str, float], run: Run) -> str:
