@@ -70,6 +70,8 @@ LIMITS = {
     "prompt_chars": 2000,  # characters of a prompt
     "points": 5000,  # 2-D points of the Mixtures tab
     "characters": 1000,  # characters sampled or decoded by the HMM
+    "molecules": 32,  # molecules sampled and drawn per request
+    "smiles_chars": 500,  # characters of a pasted SMILES
 }
 #: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
 CONCURRENCY, QUEUE_SIZE = 2, 64
@@ -199,6 +201,24 @@ def walks(cls: type) -> bool:
 
 def continues_prompts(cls: type) -> bool:
     return any(c.name == "prompt" for c in cls.conditions) and hasattr(cls, "stream")
+
+
+@functools.cache
+def recorded_kind(name: str) -> str | None:
+    """The data kind ("image", "text", "molecules", ...) that pretrained `name`'s packaged config.json records,
+    read without loading the model; None when it records none."""
+    folder = zoo.model_info(name).packaged
+    saved = hub.open_folder(folder).config.get("data_spec") if folder is not None else None
+    return DataSpec.from_json(saved, f"{name}: data_spec").kind if saved else None
+
+
+def molecule_models() -> list[str]:
+    return [n for n in zoo.list_models() if recorded_kind(n) == "molecules"]
+
+
+def text_models() -> list[str]:
+    """Models that continue prompts, molecule generators aside (they have their own tab)."""
+    return [n for n in models_where(continues_prompts) if recorded_kind(n) != "molecules"]
 
 
 def fits_mixtures(cls: type) -> bool:
@@ -772,7 +792,7 @@ def stream_text(name: str, prompt: str, max_new_tokens: float, temperature: floa
 
 
 def text_tab() -> None:
-    names = models_where(continues_prompts)
+    names = text_models()
     with gr.Tab("Text", id="text"):
         name = tab_header(names, f"The model continues your prompt token by token (at most {LIMITS['tokens']} new "
                                  f"tokens; the prompt must fit the model's context window and "
@@ -1350,17 +1370,114 @@ def classifier_tab() -> None:
         sample.click(class_samples, [name, label, n, seed], samples, api_name="class_samples")
 
 
+# -- Molecules ---------------------------------------------------------------------------------
+
+
+def molecule_table(smiles: list[str]) -> tuple[list[Any], list[list[Any]]]:
+    """RDKit molecules to draw (an empty one where a SMILES is invalid) and a row of properties per SMILES."""
+    from rdkit import Chem
+
+    from zoo.metrics.molecules import properties
+
+    mols, rows = [], []
+    for i, s in enumerate(smiles):
+        try:
+            p = properties(s)
+        except ValueError as e:
+            mols.append(Chem.Mol())
+            rows.append([i, s, "no: " + str(e).split(": ", 1)[-1], None, None, None])
+            continue
+        mols.append(Chem.MolFromSmiles(p["smiles"]))
+        rows.append([i, s, "yes", round(p["QED"], 3), round(p["logP"], 2), round(p["weight"], 1)])
+    return mols, rows
+
+
+def molecule_grid(mols: list[Any], rows: list[list[Any]]) -> Image.Image:
+    """The molecules as 2-D structures (RDKit's drawing), each with its number, validity and properties."""
+    from rdkit.Chem import Draw
+
+    legends = [f"#{r[0]}: QED {r[3]:.2f}, logP {r[4]:.1f}, {r[5]:.0f} Da" if r[2] == "yes" else f"#{r[0]}: invalid"
+               for r in rows]
+    return Draw.MolsToGridImage(mols, molsPerRow=4, subImgSize=(240, 200), legends=legends)
+
+
+@friendly
+def sample_molecules(name: str, n: float, seed: float):
+    """`n` molecules from the model, drawn, with validity, QED, logP and weight of each, and a summary line."""
+    from zoo.models.contract import length_bound
+
+    m = model(name)
+    n = as_int(n, "number of molecules", 1, LIMITS["molecules"])
+    spec = data_spec(name)
+    smiles = m.sample(n, seed=as_int(seed, "seed", 0, 2**31 - 1),
+                      **length_bound(m, spec.max_length - 1 if spec.max_length else None))
+    mols, rows = molecule_table(smiles)
+    valid = sum(r[2] == "yes" for r in rows)
+    return molecule_grid(mols, rows), rows, f"{valid} of {n} valid ({valid / n:.0%})"
+
+
+@friendly
+def score_molecule(name: str, smiles: str) -> tuple[str, Image.Image | None]:
+    """log p(SMILES) under the model (any string of known tokens is scored, valid or not) and its properties."""
+    if not isinstance(smiles, str) or not smiles.strip():
+        raise ValueError("paste a SMILES first, e.g. CCOc1ccccc1")
+    smiles = smiles.strip()
+    if len(smiles) > LIMITS["smiles_chars"]:
+        raise ValueError(f"the SMILES has {len(smiles)} characters; at most {LIMITS['smiles_chars']}")
+    m = model(name)
+    logp = float(m.log_prob([smiles])[0])
+    mols, rows = molecule_table([smiles])
+    line = f"**log p = {logp:.2f} nats** ({logp / max(len(smiles), 1):.3f} per character) under {name}. "
+    if rows[0][2] != "yes":
+        return line + f"Not a valid molecule: {rows[0][2][4:]}.", None
+    return line + f"Valid: QED {rows[0][3]}, logP {rows[0][4]}, molecular weight {rows[0][5]} Da.", \
+        molecule_grid(mols, rows)
+
+
+def molecules_note(name: str) -> str:
+    return (f"Sample up to {LIMITS['molecules']} molecules (SMILES) and see them drawn by RDKit, with validity, QED "
+            "(drug-likeness, 0..1), Crippen logP and molecular weight; or paste a SMILES to score its log-likelihood "
+            "under the model (any string of known tokens is scored, valid or not) and see its properties.")
+
+
+def molecules_tab() -> None:
+    names = molecule_models()
+    with gr.Tab("Molecules", id="molecules"):
+        name = tab_header(names, molecules_note, label="molecule generator")
+        with gr.Row():
+            with gr.Column(scale=1):
+                n = limited_slider("molecules", 12, "molecules")
+                seed = seed_input()
+                button = gr.Button("Sample", variant="primary", elem_id="molecules-sample")
+                summary = gr.Markdown(elem_id="molecules-summary")
+            with gr.Column(scale=3):
+                grid = gr.Image(type="pil", format="png", label="sampled molecules", interactive=False,
+                                elem_id="molecules-grid")
+        table = gr.Dataframe(headers=["#", "SMILES", "valid", "QED", "logP", "weight (Da)"], label="properties",
+                             interactive=False, elem_id="molecules-table")
+        with gr.Row():
+            with gr.Column(scale=1):
+                pasted = gr.Textbox("CCOc1ccc(C(=O)NCc2ccccc2)cc1", label="your SMILES", elem_id="molecules-smiles")
+                score = gr.Button("Score", elem_id="molecules-score")
+            with gr.Column(scale=2):
+                answer = gr.Markdown(elem_id="molecules-answer")
+                drawn = gr.Image(type="pil", format="png", label="your molecule", interactive=False)
+        button.click(sample_molecules, [name, n, seed], [grid, table, summary], api_name="molecules")
+        score.click(score_molecule, [name, pasted], [answer, drawn], api_name="score_molecule")
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
 TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
     (lambda: models_where(makes_images), images_tab),
     (lambda: models_where(walks), walk_tab),
-    (lambda: models_where(continues_prompts), text_tab),
+    (text_models, text_tab),
     (lambda: True, mixtures_tab),  # fits zoo.layers.GaussianMixture on the spot: no pretrained model needed
     (lambda: models_where(shows_states), sequences_tab),
     (lambda: models_where(scores_images), anomalies_tab),
     (lambda: models_where(classifies_images), classifier_tab),
+    (molecule_models, molecules_tab),
 ]
 
 

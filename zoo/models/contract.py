@@ -174,3 +174,14 @@ LABELS = Option("labels", LABELS_TYPE, help="the class of each sample; default: 
                 conditional_only=True)
 #: the seed of a stochastic ``log_prob`` estimate (``sample`` takes ``seed`` itself, always)
 ESTIMATE_SEED = Option("seed", int, None, help="seeds the estimate: the same seed, the same value")
+
+
+#: the sampling options that bound the length of one sequence, by family (GPT: new tokens; HMM: steps)
+LENGTH_OPTIONS = ("max_new_tokens", "length")
+
+
+def length_bound(model: Any, max_length: int | None) -> dict[str, int]:
+    """``sample`` options limiting each sequence to `max_length` (a molecule dataset's longest, say): the declared
+    option among ``LENGTH_OPTIONS`` set to it; empty when the model declares none or `max_length` is None."""
+    name = next((o.name for o in model.sample_options if o.name in LENGTH_OPTIONS), None)
+    return {name: max_length} if name is not None and max_length is not None else {}
