@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import zoo
 from zoo.tokenizers import char_tokenizer
-from zoo.models.gpt import GPT, _Decoder, _GumbelNoise, pick
+from zoo.models.gpt import GPT, _BFloat16Decoder, _Decoder, _GumbelNoise, pick
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 4
 
@@ -231,3 +231,109 @@ def test_rms_norm_gradients_equal_torch_rms_norm():
         assert norm(x).grad_fn.name().startswith("_RMSNormFunction")
     with torch.no_grad():  # inference: torch's fused forward
         assert norm(x).grad_fn is None and torch.equal(norm(x), F.rms_norm(x, (16,), norm.weight, 1e-6))
+
+
+# -- sequences that end (SMILES): rows that have ended leave the batch --------------------------------------
+
+SMILES = ["CCO", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "O=C(O)c1ccccc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "C#N"]
+
+
+@pytest.fixture
+def smiles_gpt():
+    """A tiny SMILES GPT, as tests/data/test_molecules.py's: untrained, its rows end at all lengths."""
+    from zoo.tokenizers import smiles_tokenizer
+
+    torch.manual_seed(0)
+    tok = smiles_tokenizer(SMILES)
+    model = GPT(vocab_size=tok.get_vocab_size(), n_positions=32, n_embd=32, n_layer=2, n_head=2).eval()
+    model.set_tokenizer(tok)
+    return model
+
+
+def ended_reference(model: GPT, ids: list[list[int]], n: int, **kwargs) -> list[list[int]]:
+    """Every row decoded for all `n` steps (``generate_ids``), then each cut before its first <eos>."""
+    end = model.end_id
+    rows = torch.stack(list(model.generate_ids(ids, n, **kwargs)), 1).tolist()
+    return [row[:row.index(end)] if end in row else row for row in rows]
+
+
+def prompts(model: GPT, n: int) -> list[list[int]]:
+    """`n` prompts of one length: <bos> and one atom each."""
+    atoms = ["C", "c", "O", "N", "(", "="]
+    return [model.encode(atoms[i % len(atoms)]) for i in range(n)]
+
+
+@pytest.mark.parametrize("drop_share", [math.inf, 1e-9, None, 1 / 2])
+def test_dropping_ended_rows_changes_no_token(smiles_gpt, drop_share):
+    """Rows that have ended leave the batch (inf: never; 1e-9: at every end; None: GPT.drop_share), and each row
+    keeps its prompt's row of the noise: greedy and seeded sampling give the tokens of decoding every row to the
+    end, cut at <eos>."""
+    model, end = smiles_gpt, smiles_gpt.end_id
+    ids = prompts(model, 24)
+    for kwargs in (dict(temperature=0), dict(seed=3), dict(seed=5, top_p=0.9), dict(seed=4, temperature=0.7, top_k=5)):
+        kw = dict(temperature=1.0, top_k=None, top_p=None, seed=None) | kwargs
+        out = model._ended(ids, 31, kw["temperature"], kw["top_k"], kw["top_p"], kw["seed"], drop_share=drop_share,
+                           bfloat16=False)
+        assert out == ended_reference(model, ids, 31, **kwargs)
+        assert all(end not in row for row in out)
+    lengths = [len(row) for row in out]
+    assert min(lengths) < 3 and max(lengths) == 31 and len(set(lengths)) > 10  # rows end all along, some never
+
+
+def test_sample_drops_ended_rows_and_repeats_with_a_seed(smiles_gpt, monkeypatch):
+    model, end, ended, calls = smiles_gpt, smiles_gpt.end_id, smiles_gpt._ended, []
+    monkeypatch.setattr(model, "_ended", lambda ids, *args: calls.append(len(ids)) or ended(ids, *args))
+    out = model.sample(6, seed=0, max_new_tokens=31)
+    assert out == model.sample(6, seed=0, max_new_tokens=31) and calls == [6, 6]
+    assert out == [model.decode(row) for row in ended_reference(model, [model.encode("")] * 6, 31, seed=0)]
+    assert not any(t in s for s in out for t in ("<bos>", "<eos>", "<pad>"))
+    # uneven prompts, or continuations past the window, take generate_ids' path; greedy, both agree
+    texts = ["C", "CC(", "c1cc"]
+    assert model.generate(texts, max_new_tokens=20, temperature=0) == [
+        model.generate(t, max_new_tokens=20, temperature=0) for t in texts]
+    assert calls == [6, 6, 1, 1, 1]  # the batch of uneven prompts did not call it
+    assert all(end not in row for row in model._generated([model.encode("")] * 3, 40, 1.0, None, None, 1))
+    assert len(calls) == 5  # 1 + 40 tokens > n_positions + 1: the window would slide
+
+
+def test_kept_rows_decode_as_in_the_whole_batch(smiles_gpt):
+    """``_Decoder.keep``: the kept rows' caches, and so their next logits, are those of the whole batch."""
+    model = smiles_gpt
+    ids = torch.tensor(prompts(model, 6))
+    token = torch.tensor([5, 6, 7, 8, 9, 10])
+    rows = torch.tensor([1, 4, 5])
+    with torch.inference_mode():
+        for cls in (_Decoder, _BFloat16Decoder):
+            decoder = cls(model, 6, 1.0)
+            _, pos = model._prefill(ids, decoder.caches, None, 1.0)
+            decoder.step(token, pos, None)
+            whole = decoder.step(token, pos + 1, None)  # (6, vocab)
+            decoder.keep(rows, pos + 1)
+            kept = decoder.step(token[rows], pos + 1, None)  # (3, vocab)
+            assert kept.dtype == torch.float32 and decoder.kv_caches[0].shape[0] == 3
+            torch.testing.assert_close(kept, whole[rows], atol=1e-6, rtol=0)
+
+
+def test_bfloat16_decoder_gives_the_forward_logits_to_bfloat16_precision(smiles_gpt):
+    model = smiles_gpt
+    ids = torch.tensor([model.encode(s) for s in ["CC(=O)Nc1ccc", "O=C(O)c1cccc"]])  # 2 x 11 tokens
+    with torch.inference_mode():
+        full = model(ids) / 0.5  # (2, T, vocab), at temperature 0.5
+        decoder = _BFloat16Decoder(model, 2, temperature=0.5)
+        logits, pos = model._prefill(ids[:, :3], decoder.caches, None, 0.5)
+        steps = torch.stack([logits] + [decoder.step(ids[:, t], t, None) for t in range(pos, ids.shape[1])], 1)
+    scale = full.abs().max().item()
+    torch.testing.assert_close(steps, full[:, 2:], atol=0.02 * scale, rtol=0)  # bfloat16 keeps 8 bits
+    assert not torch.equal(steps, full[:, 2:])  # it does compute in bfloat16
+
+
+def test_bfloat16_sampling_repeats_and_ends_rows(smiles_gpt):
+    model, end = smiles_gpt, smiles_gpt.end_id
+    ids = prompts(model, 70)
+    a = model._ended(ids, 31, 1.0, None, None, 7, bfloat16=True)
+    assert a == model._ended(ids, 31, 1.0, None, None, 7, bfloat16=True)  # seeded runs repeat
+    assert all(end not in row for row in a) and max(map(len, a)) <= 31
+    reference = model._ended(ids, 31, 1.0, None, None, 7, bfloat16=False)
+    assert sum(x == y for x, y in zip(a, reference)) >= 60  # the same noise: mostly the same tokens
+    greedy = model._ended(ids, 31, 0, None, None, None, bfloat16=True)
+    assert greedy == model._ended(ids, 31, 0, None, None, None, bfloat16=True, drop_share=math.inf)
