@@ -246,11 +246,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no Trainer banners around the table
 
     datamodule = recipe_datamodule(args.config) if args.config else None
-    metrics, spec = evaluation(args.name, split=args.split, seed=args.seed, datamodule=datamodule)
+    metrics, spec = evaluation(args.name, split=args.split, seed=args.seed, datamodule=datamodule, n_molecules=args.n)
     # every FID/KID/IS number says which extractor produced it
     extractor = f"{spec.feature_extractor} features (FID/KID), logits (IS)" if "fid" in metrics else None
     if args.json:
         print(json.dumps({**metrics, **({"feature_extractor": extractor} if extractor else {})}, indent=2))
+        return
+    if "valid" in metrics:  # a molecule generator: MOSES's table, genzoo's row beside the published ones
+        from zoo.metrics.molecules import format_table
+
+        print(format_table(metrics, f"genzoo {Path(args.name).name}"))
+        print(f"\nMOSES's metrics of {int(metrics['n_molecules']):,} sampled molecules (MOSES's protocol: 30,000; FCD "
+              "and Scaf are biased upwards at small --n) against the test and scaffold test sets of "
+              f"{spec.name}; the test loss on {args.split}: {metrics.get('loss', float('nan')):.4f} nats per token")
         return
     print_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
     if extractor:
@@ -443,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic estimates (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--n", type=int, default=30_000, help="molecule generators: molecules sampled for MOSES's metrics "
+                                                         "(default 30,000, MOSES's protocol)")
     p.add_argument("--config", help="a recipe (YAML) whose data section is the datamodule to evaluate on (your own "
                                     "data); default: the registered datamodule the model's config.json names")
     p.set_defaults(func=cmd_eval)

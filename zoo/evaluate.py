@@ -9,6 +9,10 @@ class-conditional models), next to the real-data floor (``floor_fid``, ``floor_k
 the training images scored the same way), with the feature extractor the data's spec names (none named:
 no image metrics).
 
+Molecule generators (data of kind "molecules") get MOSES's metrics (``zoo.metrics.molecules``) of
+``N_MOLECULES`` seeded samples, MOSES's protocol: validity, uniqueness, novelty against the training set,
+FCD/SNN/Frag/Scaf against the test and the scaffold test sets, IntDiv, Filters.
+
 The datamodule comes from config.json (a registered name with checked arguments, never a path or a
 model to load: a folder is untrusted input), or from the caller (``datamodule=``: your own data).
 """
@@ -28,6 +32,10 @@ from zoo.registry import datamodule_class, load, system_class
 
 #: generated samples behind every FID/KID/IS number of `genzoo eval` and the model cards
 N_GENERATED = 2000
+#: molecules sampled behind every MOSES metric (MOSES's protocol: 30,000)
+N_MOLECULES = 30_000
+#: molecules sampled per call while evaluating
+MOLECULE_BATCH = 1000
 
 
 def build_datamodule(entry: dict[str, Any], source: Any = "config.json") -> L.LightningDataModule:
@@ -53,13 +61,14 @@ def build_system(model, source: Any = "config.json") -> L.LightningModule:
 
 
 def evaluate(name_or_path: str, split: str = "test", seed: int = 0,
-             datamodule: L.LightningDataModule | None = None) -> dict[str, float]:
+             datamodule: L.LightningDataModule | None = None, n_molecules: int = N_MOLECULES) -> dict[str, float]:
     """Metrics of a model on the `split` ("val" or "test") of `datamodule`, by default the one its config.json records."""
-    return evaluation(name_or_path, split, seed, datamodule)[0]
+    return evaluation(name_or_path, split, seed, datamodule, n_molecules)[0]
 
 
 def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
-               datamodule: L.LightningDataModule | None = None) -> tuple[dict[str, float], DataSpec | None]:
+               datamodule: L.LightningDataModule | None = None,
+               n_molecules: int = N_MOLECULES) -> tuple[dict[str, float], DataSpec | None]:
     """``evaluate``'s metrics, and the spec of the data they were measured on (its feature extractor, its name)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
@@ -87,6 +96,8 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
 
         extractor = metric_extractor(datamodule) if hasattr(datamodule, "spec") else spec.feature_extractor
         metrics.update(image_metrics(system, datamodule, extractor, split, seed))
+    if spec is not None and spec.kind == "molecules":
+        metrics.update(molecule_metrics(system.net, datamodule, spec, n_molecules, seed))
     return metrics, spec
 
 
@@ -107,3 +118,34 @@ def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, 
     out = generator_metrics(system.net, real, extractor, n=N_GENERATED, seed=seed, sample_kwargs=kwargs)
     out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, extractor, seed=seed).items()})
     return dict(sorted(out.items()))
+
+
+def sample_molecules(model, n: int, seed: int, max_length: int | None = None) -> list[str]:
+    """`n` SMILES from `model`, ``MOLECULE_BATCH`` at a time (seeds seed, seed + 1, ...), with a progress bar;
+    each at most `max_length` tokens (the sampling option that bounds a sequence, as the model declares it)."""
+    from tqdm import tqdm
+
+    from zoo.checks import check_int
+    from zoo.models.contract import length_bound
+
+    check_int("n", n, 1, model.max_samples)
+    options = length_bound(model, max_length)
+    out: list[str] = []
+    model.eval()
+    with tqdm(total=n, desc="sampling molecules", unit="mol", disable=None) as bar:
+        for i, start in enumerate(range(0, n, MOLECULE_BATCH)):
+            batch = model.sample(min(MOLECULE_BATCH, n - start), seed=seed + i, **options)
+            out.extend(batch)
+            bar.update(len(batch))
+    return out
+
+
+def molecule_metrics(model, datamodule: L.LightningDataModule, spec: DataSpec, n: int, seed: int) -> dict[str, float]:
+    """MOSES's metrics of `n` sampled molecules: novelty against the training molecules, the rest against the
+    test set (and the scaffold test set when the data has one; their statistics are cached once)."""
+    from zoo.metrics.molecules import moses_metrics
+
+    generated = sample_molecules(model, n, seed, spec.max_length - 1 if spec.max_length else None)
+    scaffolds = datamodule.smiles("test_scaffolds") if "test_scaffolds" in datamodule.splits else None
+    metrics = moses_metrics(generated, datamodule.smiles("train"), datamodule.smiles("test"), scaffolds)
+    return {**metrics, "n_molecules": float(n)}
