@@ -147,5 +147,6 @@ def molecule_metrics(model, datamodule: L.LightningDataModule, spec: DataSpec, n
 
     generated = sample_molecules(model, n, seed, spec.max_length - 1 if spec.max_length else None)
     scaffolds = datamodule.smiles("test_scaffolds") if "test_scaffolds" in datamodule.splits else None
-    metrics = moses_metrics(generated, datamodule.smiles("train"), datamodule.smiles("test"), scaffolds)
+    metrics = moses_metrics(generated, datamodule.smiles("train"), datamodule.smiles("test"), scaffolds,
+                            progress=None)  # bars on a terminal only
     return {**metrics, "n_molecules": float(n)}

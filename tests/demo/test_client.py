@@ -59,7 +59,7 @@ def test_serves_quickly_with_every_available_tab(demo_server, client):
     assert startup < 60  # the server is up before any model is loaded (they load on first use)
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert endpoints == {"/images", "/latent_walk", "/text", "/mixtures", "/hmm_sample", "/viterbi", "/anomalies",
-                         "/classify", "/class_samples"}
+                         "/classify", "/class_samples", "/molecules", "/score_molecule"}
 
 
 def test_model_cards_are_linked_and_served(demo_server):
@@ -333,3 +333,22 @@ def test_hmm_viterbi_colours_every_character(client):
     assert "nats per character" in summary
     with pytest.raises(AppError, match="the text is empty"):
         client.predict("hmm-shakespeare-char", "", api_name="/viterbi")
+
+
+def test_molecules_are_sampled_drawn_and_scored(client):
+    """The Molecules tab on the packaged molecule generator: a grid of RDKit drawings and a row of properties per
+    molecule (seeded), a pasted SMILES scored with its properties, an invalid one scored and told why."""
+    grid, table, summary = client.predict("gpt-moses", 8, 0, api_name="/molecules")
+    rows = table["data"]
+    assert len(rows) == 8 and Image.open(grid).size == (960, 400)
+    valid = [r for r in rows if r[2] == "yes"]
+    assert summary.startswith(f"{len(valid)} of 8 valid") and all(0 < r[3] <= 1 and r[5] > 0 for r in valid)
+    assert client.predict("gpt-moses", 8, 0, api_name="/molecules")[1]["data"] == rows
+    answer, drawn = client.predict("gpt-moses", "CCOc1ccccc1", api_name="/score_molecule")
+    assert "log p = -" in answer and "molecular weight 122.2 Da" in answer and drawn is not None
+    answer, drawn = client.predict("gpt-moses", "C1CC(", api_name="/score_molecule")
+    assert "log p = -" in answer and "Not a valid molecule" in answer and drawn is None
+    with pytest.raises(AppError, match="paste a SMILES first"):
+        client.predict("gpt-moses", "  ", api_name="/score_molecule")
+    with pytest.raises(AppError, match="greater than maximum value 32"):  # the slider refuses it first
+        client.predict("gpt-moses", 33, 0, api_name="/molecules")
