@@ -88,6 +88,7 @@ GOLDEN = {
     "nb-digits": ({}, [0.6826, 0.8474, 0.6309, 0.0524, 0.2528, 0.4712]),
     "gpt-shakespeare-char": ({"max_new_tokens": 20}, "thablassiony her the"),
     "hmm-shakespeare-char": ({"length": 20}, "l a lowmyuten sepect"),
+    "gpt-moses": ({}, "COCCCNC(=O)c1cc2cccc"),
     "vae-mnist-5k": ({}, [0.0, 0.0, 0.0, 0.0001, 0.2256, 0.9737]),
     "ddpm-mnist-5k": ({"steps": 5}, [0.5337, 0.0406, 0.9573, 0.9763, 1.0, 0.9317]),
     "gmm-mnist-5k": ({}, [1.0, 0.5804, 1.0, 0.0, 0.0, 0.0]),

@@ -286,7 +286,7 @@ def _molecule_quality(metrics: dict[str, float], run: Run) -> str:
             "validity, uniqueness and novelty on canonical SMILES; FCD (ChemNet, fcd_torch), SNN (Morgan radius 2, "
             "1,024 bits), Frag (BRICS) and Scaf (Bemis-Murcko) against MOSES's test set and scaffold test set. The "
             "published rows are the MOSES README's (means over 3 runs, GPU training).\n\n"
-            + format_table(metrics, f"**{run.name}** (genzoo)") + "\n")
+            + format_table(metrics, f"{run.name} (genzoo)") + "\n")
 
 
 def _image_quality(model: GenerativeModel, spec: DataSpec | None, metrics: dict[str, float], run: Run) -> str:

@@ -115,9 +115,6 @@ PRETRAINED: dict[str, ModelInfo] = {
                   "A 4-layer, 192-wide GPT (Llama layout) on MOSES's 1.58M molecules, one SMILES per sequence, "
                   "trained in 2 hours on one CPU thread; loads in transformers",
                   "FCD/Test", "FCD/Test, 30k samples"),
-        ModelInfo("hmm-moses", "hmm", "moses",
-                  "Categorical HMM over SMILES characters, 64 states, Baum-Welch on 200k MOSES molecules",
-                  "valid", "validity, 30k samples"),
         ModelInfo("hmm-shakespeare-char", "hmm", "tinyshakespeare",
                   "Categorical HMM over characters, 32 states, Baum-Welch (strings in, strings out)",
                   "nll", "val nll, nats/char"),
