@@ -73,7 +73,13 @@ def test_every_pretrained_name_loads_samples_and_round_trips(name, tmp_path):
     assert (tmp_path / "README.md").read_text() == (ROOT / "model_cards" / f"{name}.md").read_text()
 
 
-@pytest.mark.parametrize("name", NAMES)
+#: MOSES's protocol (30,000 samples against the full MOSES sets) needs the MOSES files (molsets or a download) and
+#: ~10 minutes: scripts/release.py measures those cards; tests/data/test_molecules.py runs the same evaluation path
+#: on the shipped sample
+CARD_CHECKED = [n for n in NAMES if PRETRAINED[n].dataset != "moses"]
+
+
+@pytest.mark.parametrize("name", CARD_CHECKED)
 def test_eval_reproduces_the_model_card(name):
     from zoo.evaluate import evaluate
 

@@ -248,3 +248,14 @@ def test_hmm_recipe_smoke_fit_samples_molecules_that_end(tmp_path):
     assert all("\n" not in s for s in out) and out == model.sample(20, seed=0, length=100)
     ends = model.hmm.log_prob([model.encode("CCO\n")])
     assert model.log_prob("CCO").item() == pytest.approx(ends.item())
+
+
+def test_eval_of_the_pretrained_gpt_gives_the_moses_row_on_your_molecules():
+    """`genzoo eval gpt-moses` on the 1,500-molecule sample (its test split: 75 molecules) with 200 samples: the
+    test loss and MOSES's keys, the packaged model's validity near its card's (0.954 at 30,000)."""
+    from zoo.evaluate import evaluate
+
+    metrics = evaluate("gpt-moses", datamodule=MoleculesDataModule(str(SAMPLE), max_length=65), n_molecules=200)
+    assert {"loss", "valid", "unique@1000", "FCD/Test", "SNN/Test", "IntDiv", "Filters", "Novelty"} <= set(metrics)
+    assert "FCD/TestSF" not in metrics  # a file has no scaffold test set
+    assert metrics["valid"] > 0.85 and metrics["n_molecules"] == 200 and 0.4 < metrics["loss"] < 0.8
