@@ -19,7 +19,8 @@ def test_tabs_list_the_models_whose_declarations_they_need():
     assert walks == [n for n in images if hasattr(load(n), "interpolate")]
     assert {"cvae-digits", "dcgan-digits", "vae-digits", "vae-mnist-5k"} <= set(walks)
     assert "ddpm-digits" not in walks and "gmm-digits" not in walks
-    assert app.models_where(app.continues_prompts) == ["gpt-shakespeare-char"]
+    assert app.text_models() == ["gpt-shakespeare-char"]  # molecule generators have their own tab
+    assert app.molecule_models() == ["gpt-moses"] and "gpt-moses" in app.models_where(app.continues_prompts)
     assert app.models_where(app.shows_states) == ["hmm-shakespeare-char"]
     scores = app.models_where(app.scores_images)
     assert scores == [n for n in images if load(n).has_log_prob()]
