@@ -1466,11 +1466,103 @@ def molecules_tab() -> None:
         score.click(score_molecule, [name, pasted], [answer, drawn], api_name="score_molecule")
 
 
+# -- Text to image -----------------------------------------------------------------------------
+
+
+def draws_prompts(cls: type) -> bool:
+    from zoo.models.contract import takes_prompts
+
+    return makes_images(cls) and takes_prompts(cls)
+
+
+def measured_rows(m: Any, name: str, images: torch.Tensor, prompt: str) -> list[list[Any]]:
+    """For each image: the digit the data's classifier reads, the measured thickness and slant (value and word, as
+    ``zoo.captions`` bins them), and whether all three match what the prompt names (blank where it names nothing)."""
+    from zoo.captions import ATTRIBUTES, bin_values, measure, read_prompt
+    from zoo.metrics.features import load_extractor
+
+    extractor = data_spec(name).feature_extractor
+    digits = load_extractor(extractor).predict(images).tolist() if extractor else [None] * len(images)
+    values = measure(images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a contradictory prompt is reported once, by the sampling call
+        wanted = read_prompt(prompt)
+    rows = []
+    for i, digit in enumerate(digits):
+        got = {"digit": digit, **{a: int(bin_values(a, values[a][i:i + 1])) for a in ATTRIBUTES}}
+        named = [k for k, v in wanted.items() if v is not None]
+        match = "" if not named else ("yes" if all(got[k] == wanted[k] for k in named) else "no")
+        rows.append([i, digit, f"{values['thickness'][i]:.2f} ({ATTRIBUTES['thickness'][got['thickness']]})",
+                     f"{values['slant'][i]:+.2f} ({ATTRIBUTES['slant'][got['slant']]})", match])
+    return rows
+
+
+@friendly
+def text_to_image(name: str, prompt: str, n: float, seed: float, guidance: float, steps: float):
+    """A grid of `n` images for `prompt`, what each shows (measured), a summary line, and the grid as a PNG."""
+    m = model(name)
+    if not isinstance(prompt, str):
+        raise ValueError("the prompt must be text")
+    if len(prompt) > LIMITS["prompt_chars"]:
+        raise ValueError(f"the prompt has {len(prompt)} characters; at most {LIMITS['prompt_chars']}")
+    n = as_int(n, "number of images", 1, LIMITS["images"])
+    seed = as_int(seed, "seed", 0, 2**31 - 1)
+    steps = as_int(steps, "sampler steps", 1, min(LIMITS["diffusion_steps"], m.accepts()["steps"].high))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = m.sample(n, seed=seed, prompt=prompt, guidance=float(guidance), steps=steps, progress=False)
+    rows = measured_rows(m, name, images, prompt)
+    matched = [r[4] for r in rows if r[4]]
+    summary = f"{matched.count('yes')} of {n} show everything the prompt names" if matched else \
+        "the prompt names no digit, thickness or slant: any digit, any style"
+    notes = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+    grid = picture(images, "grid")
+    return grid, rows, summary + (f" (note: {notes})" if notes else ""), save_png(grid, f"{name}-seed{seed}")
+
+
+def text_to_image_note(name: str) -> str:
+    from zoo.captions import ATTRIBUTES, HELD_OUT
+
+    words = "; ".join(" / ".join(w) for w in ATTRIBUTES.values())
+    held = ", ".join(f"{t} {d} {s}" for d, t, s in HELD_OUT)
+    return (f"Describe a digit and its style ({words}), e.g. *a thick 7 leaning right* or *seven, bold, slanted to "
+            f"the right*; up to {LIMITS['images']} images per request. Each result's digit is read by the data's "
+            "classifier and its thickness and slant are measured on the pixels, as the model's faithfulness metrics "
+            f"do. The empty prompt draws any digit. Never seen in training, so composed: {held}.")
+
+
+def text_to_image_tab() -> None:
+    names = preferred(models_where(draws_prompts))
+    with gr.Tab("Text to image", id="text-to-image"):
+        name = tab_header(names, text_to_image_note, label="text-to-image model")
+        with gr.Row():
+            with gr.Column(scale=1):
+                prompt = gr.Textbox("a thick 7 leaning right", label="prompt", max_length=LIMITS["prompt_chars"],
+                                    elem_id="t2i-prompt")
+                n = limited_slider("images", 8, "images")
+                guidance = gr.Slider(0, 10, value=3.0, step=0.5, label="guidance scale (1 = the prompt alone)",
+                                     elem_id="t2i-guidance")
+                steps = gr.Slider(1, LIMITS["diffusion_steps"], value=25, step=1, label="sampler steps")
+                seed = seed_input()
+                button = gr.Button("Draw", variant="primary", elem_id="t2i-draw")
+                summary = gr.Markdown(elem_id="t2i-summary")
+            with gr.Column(scale=2):
+                grid = pixel_output("images", elem_id="t2i-grid")
+                download = gr.File(label="PNG download", interactive=False)
+        table = gr.Dataframe(headers=["#", "digit (classifier)", "thickness (measured)", "slant (measured)",
+                                      "matches the prompt"], label="what each image shows", interactive=False,
+                             elem_id="t2i-table")
+        on_model(name, lambda chosen: gr.update(value=getattr(model(chosen), "guidance", 3.0)), guidance)
+        button.click(text_to_image, [name, prompt, n, seed, guidance, steps], [grid, table, summary, download],
+                     api_name="text_to_image")
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
 TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
     (lambda: models_where(makes_images), images_tab),
+    (lambda: models_where(draws_prompts), text_to_image_tab),
     (lambda: models_where(walks), walk_tab),
     (text_models, text_tab),
     (lambda: True, mixtures_tab),  # fits zoo.layers.GaussianMixture on the spot: no pretrained model needed

@@ -50,7 +50,8 @@ def test_sample_is_deterministic_and_labels_work(tmp_path, capsys):
     (["sample", "vae-digits", "--label", "3"], "unconditional"),
     (["sample", "cvae-digits", "--label", "12"], "labels must be in 0..9"),
     (["sample", "vae-digits", "--prompt", "x"],
-     "vae-digits: VAE.sample got unknown option 'prompt'; it takes only n and seed"),
+     "vae-digits: VAE.sample got 'prompt', but this VAE is not conditioned on a prompt; its conditions: none; "
+     "it takes only n and seed"),
     (["sample", "gpt-shakespeare-char", "--steps", "3"],
      "GPT.sample got unknown option 'steps'; it takes n, seed, prompt (a string, default ''), max_new_tokens ("),
     (["sample", "ddpm-digits", "--steps", "0"], "DDPM.sample: steps must be an integer in 1..1000"),
@@ -119,7 +120,8 @@ def test_npz_output_is_for_images(tmp_path, capsys):
 def test_a_wrong_option_exits_2_with_one_line_naming_the_models_options(tmp_path):
     out = genzoo("sample", "vae-digits", "--prompt", "x", "--out", str(tmp_path / "x.png"))
     assert out.returncode == 2 and out.stdout == "" and not (tmp_path / "x.png").exists()
-    assert out.stderr == ("genzoo sample: error: vae-digits: VAE.sample got unknown option 'prompt'; "
+    assert out.stderr == ("genzoo sample: error: vae-digits: VAE.sample got 'prompt', but this VAE is not "
+                          "conditioned on a prompt; its conditions: none; "
                           "it takes only n and seed\n")
 
 

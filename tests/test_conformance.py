@@ -32,8 +32,12 @@ SMALL = {
     "hmm": dict(n_states=3),
     "nb": dict(),
     "classifier": dict(hidden=4),
+    "text-diffusion": dict(base=8, channel_mults=[1, 2], schedule={"timesteps": 50},
+                           text_encoder={"n_embd": 16, "n_layer": 1, "n_head": 2}, cross_attention_heads=2),
 }
 SPECS = {"gpt": DataSpec(kind="text", name="to-be", vocab_size=char_tokenizer(TEXT).get_vocab_size()),
+         "text-diffusion": DataSpec(kind="image", name="captioned-digits", image_shape=(1, 8, 8), num_classes=10,
+                                    levels=17, captions=True),
          "hmm": DataSpec(kind="sequence", name="to-be", vocab="".join(sorted(set(TEXT))))}
 
 
@@ -147,7 +151,7 @@ SMOKE_FITS = {
     "ddpm-mnist-5k": "data/test_images.py", "dcgan-mnist-5k": "data/test_images.py",
     "ddpm-imagefolder": "data/test_images.py", "vae-imagefolder": "data/test_images.py",
     "dcgan-imagefolder": "data/test_images.py", "gpt-moses": "data/test_molecules.py",
-    "hmm-moses": "data/test_molecules.py",
+    "hmm-moses": "data/test_molecules.py", "ddpm-mnist-5k-text": "systems/test_text_diffusion_system.py",
 }
 
 

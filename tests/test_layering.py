@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: module prefix -> level; a module imports only lower levels, or its own level (siblings, e.g. data <-> registry)
 LEVELS = {
-    "zoo.checks": 0, "zoo.hub": 0, "zoo.tokenizers": 0, "zoo.images": 0,
+    "zoo.checks": 0, "zoo.hub": 0, "zoo.tokenizers": 0, "zoo.images": 0, "zoo.captions": 0,
     "zoo.layers": 1,
     "zoo.models": 2,
     "zoo.registry": 3, "zoo.data": 3, "zoo.metrics": 3, "zoo": 3,  # the package's face re-exports the registry

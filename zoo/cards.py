@@ -22,7 +22,7 @@ import torch
 from zoo import hub
 from zoo.data.spec import DataSpec
 from zoo.models.base import GenerativeModel
-from zoo.models.contract import LABELS_TYPE, OUTPUTS
+from zoo.models.contract import LABELS_TYPE, OUTPUTS, takes_prompts
 from zoo.registry import PRETRAINED
 
 #: decimals of every metric on a card, in the model-index and the tables alike (derived numbers, such as
@@ -136,6 +136,8 @@ def _tasks(model: GenerativeModel) -> tuple[str, ...]:
 def _task(model: GenerativeModel, spec: DataSpec | None, tasks: tuple[str, ...]) -> str:
     if "classifier" in tasks:
         return CLASSIFICATION_TASKS.get(spec.kind if spec is not None else "", "other")
+    if takes_prompts(model):
+        return "text-to-image"
     return GENERATION_TASKS.get(model.outputs, "other")
 
 
@@ -182,6 +184,9 @@ def _usage(model: GenerativeModel, spec: DataSpec | None, run: Run, task: str) -
     code = [("import zoo", ""), (f"model = zoo.load({json.dumps(load)})", "")]
     conditions = model.sample_conditions()
     label = f", labels={min(3, model.num_classes - 1)}" if "labels" in conditions else ""
+    prompted = takes_prompts(model)
+    if prompted:
+        label = f", prompt={EXAMPLE_PROMPT!r}"
     name = SAMPLE_NAMES.get(model.outputs)
     if name is not None:
         n = 16 if model.outputs in ("images", "vectors") else 4  # a grid of images; a few texts
@@ -208,7 +213,11 @@ def _usage(model: GenerativeModel, spec: DataSpec | None, run: Run, task: str) -
         images_out = model.outputs == "images"
         shell = f"genzoo sample {load} --n 64 --out grid.png" if images_out else f"genzoo sample {load} --n 4"
         hint = " (`--label 3` for one class; without it, one column per class)" if label and images_out else ""
-        hint += " (`--prompt TEXT` continues a text)" if "prompt" in conditions else ""
+        if prompted:
+            shell = f'genzoo sample {load} --prompt "{EXAMPLE_PROMPT}" --n 16 --out grid.png'
+            hint = " (a list of prompts draws one image each; the empty prompt draws any digit)"
+        elif "prompt" in conditions:
+            hint += " (`--prompt TEXT` continues a text)"
         out += f"\nFrom the shell: `{shell}`{hint}; `genzoo eval {load}` prints its test metrics.\n"
     else:
         out += f"\nFrom the shell: `genzoo eval {load}` prints its test metrics.\n"
@@ -218,6 +227,10 @@ def _usage(model: GenerativeModel, spec: DataSpec | None, run: Run, task: str) -
                 "```python\nfrom transformers import pipeline\n"
                 f'pipe = pipeline("text-generation", model="{run.load_as or "path/to/" + run.name}")\n```\n')
     return out + (f"\n{run.usage.strip()}\n" if run.usage.strip() else "")
+
+
+#: the prompt of a text-to-image card's usage example
+EXAMPLE_PROMPT = "a thick 7 leaning right"
 
 
 def _keyword(option) -> str:
@@ -272,6 +285,23 @@ def _metrics(model: GenerativeModel, spec: DataSpec | None, metrics: dict[str, f
         out += "\n" + _image_quality(model, spec, metrics, run)
     if "valid" in metrics:
         out += "\n" + _molecule_quality(metrics, run)
+    if "digit_acc" in metrics:
+        out += "\n" + _faithfulness(metrics)
+    return out
+
+
+def _faithfulness(metrics: dict[str, float]) -> str:
+    """Does the image show what the prompt said? The protocol of zoo.metrics.text_to_image, as a table."""
+    from zoo.captions import HELD_OUT
+
+    held = ", ".join(f"{t} {d} {s}" for d, t, s in HELD_OUT)
+    out = ("### Faithfulness to the prompt\n\n"
+           "Every digit x thickness x slant combination is prompted in phrasings never used in training "
+           "(`zoo.captions.EVAL_TEMPLATES`); the digit is read by `mnist-5k-classifier`, thickness and slant are "
+           "measured on the pixels (`zoo.captions.words`). The held-out combinations were never in training "
+           f"(composition): {held}.\n\n| accuracy | trained combinations | held-out combinations |\n|---|---|---|\n")
+    for key, label in [("digit", "digit"), ("thickness", "thickness"), ("slant", "slant"), ("all", "all three")]:
+        out += _row([label, f"{metrics[f'{key}_acc']:.1%}", f"{metrics[f'held_out_{key}_acc']:.1%}"])
     return out
 
 
@@ -296,6 +326,9 @@ def _image_quality(model: GenerativeModel, spec: DataSpec | None, metrics: dict[
     options = {k: v for k, v in run.sample_kwargs.items() if not isinstance(v, bool)}  # display switches say nothing
     drawn = f" drawn by `sample(n, {', '.join(f'{k}={v!r}' for k, v in options.items())})`" if options else ""
     balance = f"class-balanced (label i mod {model.num_classes}), seeded" if model.num_classes else "seeded"
+    if takes_prompts(model):
+        balance = ("seeded, each prompted with the description of one image of the split (its digit and measured "
+                   "words, phrased by templates never used in training), cycling through the split")
     info = PRETRAINED.get(str(extractor))
     about = ""
     if info is not None:

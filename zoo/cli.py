@@ -264,6 +264,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if extractor:
         print(f"fid/kid/is: {N_GENERATED:,} samples vs the {args.split} split of {spec.name}; extractor: {extractor}; "
               "floor_*: the training images scored the same way")
+    if "digit_acc" in metrics:
+        print("digit/thickness/slant/all_acc: does each image show what its prompt (a phrasing never trained on) "
+              "says; held_out_*: on the combinations never in training (zoo.metrics.text_to_image)")
+    if args.guidance_sweep:
+        from zoo.evaluate import guidance_sweep
+
+        rows = guidance_sweep(args.name, args.guidance_sweep, split=args.split, seed=args.seed, datamodule=datamodule)
+        keys = ["guidance", "digit_acc", "thickness_acc", "slant_acc", "all_acc", "held_out_all_acc", "fid"]
+        print_table(keys, [[f"{r[k]:.3f}" for k in keys] for r in rows])
+        print(f"wrote the guidance sweep to {args.guidance_sweep}")
 
 
 def recipe_datamodule(path: str):
@@ -455,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default 30,000, MOSES's protocol)")
     p.add_argument("--config", help="a recipe (YAML) whose data section is the datamodule to evaluate on (your own "
                                     "data); default: the registered datamodule the model's config.json names")
+    p.add_argument("--guidance-sweep", metavar="PNG", help="text-to-image models: also measure faithfulness and FID "
+                                                           "at guidance 1..8 (smaller samples) and plot them to PNG")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("score", help="write anomaly scores of data to a CSV",

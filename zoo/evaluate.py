@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader
 from zoo.checks import check_args
 from zoo.data.spec import DataSpec
 from zoo.hub import CheckpointError
+from zoo.models.contract import takes_prompts
 from zoo.registry import datamodule_class, load, system_class
 
 #: generated samples behind every FID/KID/IS number of `genzoo eval` and the model cards
@@ -101,6 +104,28 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
     return metrics, spec
 
 
+def guidance_sweep(name_or_path: str, png: str | Path, split: str = "test", seed: int = 0,
+                   datamodule: L.LightningDataModule | None = None) -> list[dict[str, float]]:
+    """A text-to-image model's faithfulness and FID at guidance 1..8 (``zoo.metrics.text_to_image.guidance_sweep``),
+    drawn to `png`; its rows."""
+    from zoo.metrics.image import real_data_floor
+    from zoo.metrics.text_to_image import guidance_sweep as sweep, plot_sweep
+
+    model = load(name_or_path)
+    if not takes_prompts(model):
+        raise ValueError(f"{name_or_path} is not a text-to-image model: a guidance sweep needs prompts (its "
+                         f"conditions: {', '.join(model.sample_conditions()) or 'none'})")
+    datamodule = datamodule or build_datamodule(model.extra_config["datamodule"], f"{name_or_path}/config.json")
+    datamodule.setup("test")
+    loader = getattr(datamodule, f"{split}_dataloader")()
+    real, labels, train = _images(loader), loader.dataset.labels, _images(datamodule.train_dataloader())
+    extractor = datamodule.spec.feature_extractor
+    kwargs = build_system(model).metric_sample_kwargs()
+    rows = sweep(model, real, labels, extractor, seed=seed, sample_kwargs=kwargs)
+    plot_sweep(rows, png, real_data_floor(train, real, extractor, seed=seed)["fid"])
+    return rows
+
+
 def _images(loader: DataLoader) -> torch.Tensor:
     """All images (N, C, H, W) of a loader's dataset, in dataset order."""
     return torch.cat([batch[0] for batch in DataLoader(loader.dataset, batch_size=500, shuffle=False)])
@@ -115,6 +140,12 @@ def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, 
     train = _images(datamodule.train_dataloader())
     kwargs = system.metric_sample_kwargs() if hasattr(system, "metric_sample_kwargs") else {}
     system.net.eval()
+    if takes_prompts(system.net):  # text-to-image: faithfulness to prompts, FID for the split's own descriptions
+        from zoo.metrics.text_to_image import text_to_image_metrics
+
+        labels = getattr(datamodule, f"{split}_dataloader")().dataset.labels
+        return text_to_image_metrics(system.net, real, labels, train, extractor, n=N_GENERATED, seed=seed,
+                                     sample_kwargs=kwargs)
     out = generator_metrics(system.net, real, extractor, n=N_GENERATED, seed=seed, sample_kwargs=kwargs)
     out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, extractor, seed=seed).items()})
     return dict(sorted(out.items()))

@@ -38,10 +38,14 @@ FAMILIES: dict[str, Family] = {
     "hmm": Family("zoo.models.hmm:HMM", "zoo.systems.hmm:HMMSystem"),
     "nb": Family("zoo.models.naive_bayes:NaiveBayes", "zoo.systems.naive_bayes:NaiveBayesSystem"),
     "classifier": Family("zoo.models.classifier:DigitsClassifier", "zoo.systems.classifier:ClassifierSystem"),
+    "text-diffusion": Family("zoo.models.text_diffusion:TextDDPM", "zoo.systems.text_diffusion:TextDiffusionSystem"),
 }
 
 #: the ``architecture`` field of config.json -> "module:Class"
 ARCHITECTURES: dict[str, str] = {f.model.rsplit(":", 1)[1]: f.model for f in FAMILIES.values()}
+#: components: saved inside another family's models, loadable alone (a text-to-image model's text encoder)
+COMPONENTS: dict[str, str] = {"text-encoder": "zoo.models.text_encoder:TextEncoder"}
+ARCHITECTURES.update({c.rsplit(":", 1)[1]: c for c in COMPONENTS.values()})
 
 #: datamodules a config.json may name (``{"datamodule": {"name": ..., "init_args": ...}}``) -> "module:Class"
 DATAMODULES: dict[str, str] = {
@@ -50,6 +54,7 @@ DATAMODULES: dict[str, str] = {
     "molecules": "zoo.data.molecules:MoleculesDataModule",
     "char-sequences": "zoo.data.sequences:CharSequenceDataModule",
     "mnist-5k": "zoo.data.images:Mnist5kDataModule",
+    "mnist-5k-captions": "zoo.data.images:CaptionedMnist5kDataModule",
     "mnist": "zoo.data.downloads:MnistDataModule",
     "fashion-mnist": "zoo.data.downloads:FashionMnistDataModule",
     "cifar-10": "zoo.data.downloads:Cifar10DataModule",
@@ -251,8 +256,8 @@ def load_checkpoint(checkpoint: hub.Checkpoint):
     if datamodule is not None and datamodule["name"] not in DATAMODULES:
         raise checkpoint.error(hub.CONFIG_NAME, "datamodule.name: " + _unknown("datamodule", datamodule["name"], DATAMODULES))
     family = config.get("family")
-    if family is not None and family not in FAMILIES:
-        raise checkpoint.error(hub.CONFIG_NAME, "family: " + _unknown("family", family, FAMILIES))
+    if family is not None and family not in FAMILIES and family not in COMPONENTS:
+        raise checkpoint.error(hub.CONFIG_NAME, "family: " + _unknown("family", family, [*FAMILIES, *COMPONENTS]))
     extractor = config.get("data_spec", {}).get("feature_extractor")
     if extractor not in (None, FOLDER_CLASSIFIER) and (
             extractor not in PRETRAINED or "feature-extractor" not in PRETRAINED[extractor].tasks):

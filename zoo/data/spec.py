@@ -39,6 +39,7 @@ class DataSpec:
         n_features: values per row of a tabular dataset.
         feature_extractor: the registered feature extractor (a pretrained name) of its image metrics, or
             ``FOLDER_CLASSIFIER`` (the datamodule trains one on its labels).
+        captions: True when each image comes with a caption (``zoo.captions``): what text-to-image models need.
     """
 
     kind: Literal["image", "text", "sequence", "tabular", "molecules"]
@@ -54,6 +55,7 @@ class DataSpec:
     max_length: int | None = None
     n_features: int | None = None
     feature_extractor: str | None = None
+    captions: bool | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

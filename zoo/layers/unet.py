@@ -4,6 +4,9 @@ The UNet follows DDPM's (Ho et al. 2020) in miniature: residual blocks with Grou
 SiLU, the timestep's sinusoidal embedding added inside every block, one down/up-sampling
 level per entry of ``channel_mults``. A class embedding (with one extra "null" row used for
 classifier-free guidance, Ho & Salimans 2022) is added to the time embedding. With
+``context_dim``, a text's token states condition it as in Stable Diffusion (Rombach et al. 2022):
+cross-attention from the image positions to the tokens after every residual block below the top
+resolution, and the text's pooled vector added to the time embedding (as Imagen, Saharia et al. 2022). With
 ``attention_heads`` > 0, a self-attention block (GroupNorm, multi-head attention over the H*W
 positions, a residual add; DDPM used it at 16x16) follows the residual block of the lowest
 down level, the middle and the lowest up level: the lowest resolution, where global context is
@@ -83,6 +86,32 @@ class SelfAttention(nn.Module):
         return x + self.proj(y).transpose(1, 2).reshape(n, c, h, w)
 
 
+class CrossAttention(nn.Module):
+    """x (N, C, H, W), context (N, T, D), mask (N, T) -> x + proj(attention(GroupNorm(x) -> context)): each image
+    position attends to the context's tokens where `mask` is True. Zero-initialised output: a fresh block is the
+    identity."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"cross-attention over {channels} channels needs heads dividing it, got {heads}")
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        d = c // self.heads
+        q = self.q(self.norm(x).flatten(2).transpose(1, 2)).view(n, h * w, self.heads, d).transpose(1, 2)  # (N, H, HW, d)
+        k, v = self.kv(context).view(n, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # (N, heads, T, d) each
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (N, heads, HW, d)
+        return x + self.proj(y.transpose(1, 2).reshape(n, h * w, c)).transpose(1, 2).reshape(n, c, h, w)
+
+
 class UNet(nn.Module):
     """eps or v from (x_t, t, class): (N, C, H, W) -> (N, C, H, W); H and W divisible by 2^(levels-1).
 
@@ -94,14 +123,18 @@ class UNet(nn.Module):
         dropout: inside residual blocks.
         attention_heads: 0 for none; else the heads of the self-attention blocks at the lowest resolution
             (after the lowest down level's, the middle and the lowest up level's residual block).
+        context_dim: the width of a text's token states to condition on (None: no text); cross-attention
+            with `cross_attention_heads` heads follows every residual block below the top resolution.
     """
 
     def __init__(self, channels: int = 1, base: int = 32, channel_mults: tuple[int, ...] = (1, 2),
-                 num_classes: int | None = None, dropout: float = 0.0, attention_heads: int = 0):
+                 num_classes: int | None = None, dropout: float = 0.0, attention_heads: int = 0,
+                 context_dim: int | None = None, cross_attention_heads: int = 4):
         super().__init__()
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None  # last row: null class
+        self.pooled_proj = nn.Linear(context_dim, emb_dim) if context_dim else None
         self.base = base
         widths = [base * m for m in channel_mults]
         self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
@@ -110,6 +143,10 @@ class UNet(nn.Module):
         def attention(i: int, c: int) -> nn.Module:  # parameter-free where there is none: old state dicts load
             return SelfAttention(c, attention_heads) if attention_heads and i == lowest else nn.Identity()
 
+        def cross(i: int, c: int) -> nn.Module:  # every level but the top, where H*W positions cost the most
+            return CrossAttention(c, context_dim, cross_attention_heads) if context_dim and i > 0 else None
+
+        self.cross_down, self.cross_up = nn.ModuleDict(), nn.ModuleDict()  # by level; empty without text
         # each level: [residual block, down/upsampling, attention]; attention last so the keys of the first two
         # are those of checkpoints without attention
         self.down = nn.ModuleList()
@@ -118,35 +155,52 @@ class UNet(nn.Module):
             self.down.append(nn.ModuleList([ResBlock(c, w, emb_dim, dropout),
                                             nn.Conv2d(w, w, 3, stride=2, padding=1) if i < lowest else nn.Identity(),
                                             attention(i, w)]))
+            if cross(i, w) is not None:
+                self.cross_down[str(i)] = cross(i, w)
             c = w
         self.mid = ResBlock(c, c, emb_dim, dropout)
         self.mid_attention = attention(lowest, c)
+        self.mid_cross = cross(lowest, c) if lowest > 0 else None
         self.up = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
             self.up.append(nn.ModuleList([ResBlock(c + w, w, emb_dim, dropout),
                                           nn.Upsample(scale_factor=2, mode="nearest") if i > 0 else nn.Identity(),
                                           attention(i, w)]))
+            if cross(i, w) is not None:
+                self.cross_up[str(i)] = cross(i, w)
             c = w
         self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(inplace=True),
                                  nn.Conv2d(c, channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)  # start as the zero predictor: a calm first step
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
+                text: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+        """`text`: (states (N, T, D), mask (N, T) True at real tokens, pooled (N, D)) of a text-conditioned UNet."""
         emb = self.time_mlp(timestep_embedding(t, self.base))  # (N, E)
         if self.class_emb is not None:
             emb = emb + self.class_emb(labels)
+        if self.pooled_proj is not None:
+            states, mask, pooled = text
+            emb = emb + self.pooled_proj(pooled)
+
+        def cross(blocks: nn.ModuleDict, i: int, h: Tensor) -> Tensor:
+            return blocks[str(i)](h, states, mask) if str(i) in blocks else h
+
         # activations in channels_last (NHWC): oneDNN's native convolution layout on CPU, so no convolution
         # reorders its input and output (1.1-1.4x on one CPU thread at batch 64-256, with the in-place ops);
         # the second call covers one-channel images, whose NCHW strides already pass for channels_last
         h = self.stem(x.contiguous(memory_format=torch.channels_last)).contiguous(memory_format=torch.channels_last)
         skips = []
-        for block, downsample, attention in self.down:
-            h = attention(block(h, emb))
+        for i, (block, downsample, attention) in enumerate(self.down):
+            h = cross(self.cross_down, i, attention(block(h, emb)))
             skips.append(h)
             h = downsample(h)
         h = self.mid_attention(self.mid(h, emb))
-        for block, upsample, attention in self.up:
-            h = upsample(attention(block(torch.cat([h, skips.pop()], dim=1), emb)))
+        if self.mid_cross is not None:
+            h = self.mid_cross(h, states, mask)
+        for j, (block, upsample, attention) in enumerate(self.up):
+            i = len(self.up) - 1 - j
+            h = upsample(cross(self.cross_up, i, attention(block(torch.cat([h, skips.pop()], dim=1), emb))))
         return self.out(h).contiguous()  # (N, C, H, W), NCHW as it came
 

@@ -33,6 +33,8 @@ OUTPUTS: dict[str, str] = {
 
 #: the type of the ``labels`` condition: one class or n classes, checked by ``GenerativeModel.check_labels``
 LABELS_TYPE = "labels"
+#: the type of a text-to-image ``prompt``: one str or n str, checked by the model's ``check_prompts``
+PROMPTS_TYPE = "prompts"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Option:
         """What a valid value is, in words: "an integer in 1..1000", "None or a number in (0, 1]"."""
         if self.type == LABELS_TYPE:
             return f"a class in {self.low}..{self.high}, as one int or one per sample"
+        if self.type == PROMPTS_TYPE:
+            return "a str, or a list of one str per sample"
         if self.choices is not None:
             text = "one of " + ", ".join(map(repr, self.choices))
         elif self.type is bool:
@@ -95,7 +99,7 @@ class Option:
         """`value` if it is valid (ints and floats as Python numbers), else a ValueError naming the option."""
         if value is None and self.default is None:
             return None
-        if self.type == LABELS_TYPE:
+        if self.type in (LABELS_TYPE, PROMPTS_TYPE):
             return value  # checked with the batch size, by check_options
         ok = value is not None
         if ok and self.type is bool:
@@ -151,16 +155,28 @@ def check_options(model: Any, method: str, given: dict[str, Any], declared: Iter
     for name, value in given.items():
         known = any(o.name == name for o in declared)
         if name not in valid and not (known and value is None):  # None: not given, so labels=None always works
-            problem = (f"got {name!r}, but this {type(model).__name__} is unconditional (num_classes=None)" if known
-                       else f"got unknown option {name!r}")
+            conditions = [o.name for o in valid.values() if o in tuple(model.conditions) or o.type == LABELS_TYPE]
+            if known:
+                problem = f"got {name!r}, but this {type(model).__name__} is unconditional (num_classes=None)"
+            elif name in CONDITION_NAMES:  # a condition of other families: say what this one is conditioned on
+                problem = (f"got {name!r}, but this {type(model).__name__} is not conditioned on a {name}; its "
+                           f"conditions: {', '.join(conditions) or 'none'}")
+            else:
+                problem = f"got unknown option {name!r}"
             raise ValueError(f"{where} {problem}; {takes(valid.values())}")
     values = {o.name: o.default for o in declared}
     for name, option in valid.items():
         value = option.check(given[name], where) if name in given else option.default
         if option.type == LABELS_TYPE and n is not None:
             value = model.check_labels(value, n)
+        if option.type == PROMPTS_TYPE and n is not None:
+            value = model.check_prompts(value, n)
         values[name] = value
     return values
+
+
+#: the conditions families take (a wrong one is named as a condition, not as an unknown option)
+CONDITION_NAMES = ("labels", "prompt")
 
 
 def takes(options: Iterable[Option]) -> str:
@@ -174,6 +190,11 @@ LABELS = Option("labels", LABELS_TYPE, help="the class of each sample; default: 
                 conditional_only=True)
 #: the seed of a stochastic ``log_prob`` estimate (``sample`` takes ``seed`` itself, always)
 ESTIMATE_SEED = Option("seed", int, None, help="seeds the estimate: the same seed, the same value")
+
+
+def takes_prompts(model: Any) -> bool:
+    """Whether `model` is text-to-image: it declares a prompt condition of ``PROMPTS_TYPE``."""
+    return any(o.type == PROMPTS_TYPE for o in model.conditions)
 
 
 #: the sampling options that bound the length of one sequence, by family (GPT: new tokens; HMM: steps)

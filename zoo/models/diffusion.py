@@ -138,9 +138,14 @@ class DDPM(GenerativeModel):
         self.num_classes, self.prediction, self.guidance, self.ema_decay = num_classes, prediction, guidance, ema_decay
         if self.pending:
             return
-        self.unet = UNet(channels, base, tuple(channel_mults), num_classes, dropout, attention_heads)
+        self.unet = self._build_unet()
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)  # the weights sampling uses
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod(), persistent=False)  # (T,)
+
+    def _build_unet(self) -> UNet:
+        a = self.init_args
+        return UNet(a["channels"], a["base"], tuple(a["channel_mults"]), a["num_classes"], a["dropout"],
+                    a["attention_heads"])
 
     @classmethod
     def data_args(cls, spec, init_args):
@@ -180,18 +185,22 @@ class DDPM(GenerativeModel):
 
     # -- sampling --------------------------------------------------------------------------
 
-    def _eps_x0(self, xt: Tensor, t: Tensor, labels: Tensor | None, guidance: float) -> tuple[Tensor, Tensor]:
-        """Guided ε and the implied x0 (clipped to [-1, 1]) at one timestep t (a 0-dim tensor)."""
-        n, ab = len(xt), self.alphas_cumprod[t]
-        tt = t.expand(n)
+    def _predict(self, xt: Tensor, tt: Tensor, cond: Any, guidance: float) -> Tensor:
+        """The guided network output (EMA weights) at timesteps tt (N,) given `cond`, here labels (N,) or None."""
+        labels = cond
         if labels is None:
-            out = self.ema(xt, tt, None)
-        elif guidance == 1.0:
-            out = self.ema(xt, tt, labels)
-        else:  # one batched call for the conditional and the null-class predictions
-            null = torch.full_like(labels, self.num_classes)
-            cond, uncond = self.ema(torch.cat([xt, xt]), tt.repeat(2), torch.cat([labels, null])).chunk(2)
-            out = uncond + guidance * (cond - uncond)
+            return self.ema(xt, tt, None)
+        if guidance == 1.0:
+            return self.ema(xt, tt, labels)
+        # one batched call for the conditional and the null-class predictions
+        null = torch.full_like(labels, self.num_classes)
+        c, u = self.ema(torch.cat([xt, xt]), tt.repeat(2), torch.cat([labels, null])).chunk(2)
+        return u + guidance * (c - u)
+
+    def _eps_x0(self, xt: Tensor, t: Tensor, cond: Any, guidance: float) -> tuple[Tensor, Tensor]:
+        """Guided ε and the implied x0 (clipped to [-1, 1]) at one timestep t (a 0-dim tensor)."""
+        ab = self.alphas_cumprod[t]
+        out = self._predict(xt, t.expand(len(xt)), cond, guidance)
         if self.prediction == "eps":
             eps = out
             x0 = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
@@ -246,15 +255,20 @@ class DDPM(GenerativeModel):
         makes them): the chain ``sample`` runs, from a given start; eta 0 is DDIM, 1 ancestral. `labels` (N,) of a
         conditional model, `guidance` (default: the model's) as in ``sample``."""
         self._check_built()
-        guidance = self.guidance if guidance is None else guidance
+        return self._chain(x, timesteps, labels, self.guidance if guidance is None else guidance, eta, generator,
+                           progress, desc)
+
+    def _chain(self, x: Tensor, timesteps: list[int], cond: Any, guidance: float, eta: float,
+               generator: torch.Generator | None, progress: bool | None, desc: str) -> Tensor:
+        """``denoise``'s loop, given the condition as the network takes it (``_predict``'s `cond`)."""
         for i, t in enumerate(_progress(timesteps, progress, desc)):
-            x = self._step(x, t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, labels, guidance, eta, generator)
+            x = self._step(x, t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, cond, guidance, eta, generator)
         return x
 
-    def _step(self, x: Tensor, t: int, t_prev: int, labels: Tensor | None, guidance: float, eta: float,
+    def _step(self, x: Tensor, t: int, t_prev: int, cond: Any, guidance: float, eta: float,
               gen: torch.Generator | None) -> Tensor:
         """x_t -> x_{t_prev} (DDIM eq. 12); t_prev = -1 means the final step to x_0."""
-        eps, x0 = self._eps_x0(x, torch.tensor(t, device=x.device), labels, guidance)
+        eps, x0 = self._eps_x0(x, torch.tensor(t, device=x.device), cond, guidance)
         if t_prev < 0:
             return x0
         ab, ab_prev = self.alphas_cumprod[t], self.alphas_cumprod[t_prev]

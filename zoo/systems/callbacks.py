@@ -31,13 +31,16 @@ class SampleGrid(L.Callback):
     """Every `every_n_epochs` validation epochs, save a PNG grid of `n` seeded samples to ``<log_dir>/samples/``.
 
     The same seed every time, so the grids show how one set of latents evolves. Also logged
-    to TensorBoard when that logger is in use.
+    to TensorBoard when that logger is in use. `prompts` (text-to-image models): the grid's prompts,
+    repeated to fill it: one prompt per column.
     """
 
-    def __init__(self, every_n_epochs: int = 5, n: int = 64, seed: int = 0):
+    def __init__(self, every_n_epochs: int = 5, n: int = 64, seed: int = 0, prompts: list[str] | None = None):
         if every_n_epochs < 1 or n < 1:
             raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
-        self.every_n_epochs, self.n, self.seed = every_n_epochs, n, seed
+        if prompts is not None and (not prompts or not all(isinstance(p, str) for p in prompts)):
+            raise ValueError(f"prompts must be a non-empty list of str, got {prompts!r:.80}")
+        self.every_n_epochs, self.n, self.seed, self.prompts = every_n_epochs, n, seed, prompts
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
@@ -50,9 +53,12 @@ class SampleGrid(L.Callback):
         net = pl_module.net
         was_training = net.training
         net.eval()
-        images = net.sample(self.n, seed=self.seed)
+        kwargs = {}
+        if self.prompts and "prompt" in net.sample_conditions():
+            kwargs["prompt"] = [self.prompts[i % len(self.prompts)] for i in range(self.n)]
+        images = net.sample(self.n, seed=self.seed, **kwargs)
         net.train(was_training)
-        grid = make_grid(images)
+        grid = make_grid(images, nrow=len(self.prompts) if kwargs else None)
         path = folder / f"epoch={epoch:04d}.png"
         folder.mkdir(parents=True, exist_ok=True)
         grid.save(path)
