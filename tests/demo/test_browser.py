@@ -82,8 +82,19 @@ def test_score_an_uploaded_digit_in_the_browser(page, tmp_path):
 
 
 def test_generate_text_in_the_browser(page, tmp_path):
-    page.get_by_role("tab", name="Text").click()
+    page.get_by_role("tab", name="Text", exact=True).click()
     page.locator("#text-generate").click()
     output = page.locator("#text-output textarea")
     expect(output).to_have_value(re.compile(r"[\s\S]{100,}"), timeout=30_000)  # the default asks 200 new tokens
     page.screenshot(path=str(tmp_path / "text.png"))
+
+
+def test_text_to_image_in_the_browser(page, tmp_path):
+    """Type a prompt, draw: the grid and the table of what each image shows appear."""
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#t2i-prompt textarea").fill("a thin 1 leaning left")
+    page.locator("#t2i-draw").click()
+    expect(page.locator("#t2i-summary")).to_contain_text("show everything the prompt names", timeout=60_000)
+    expect(page.locator("#t2i-grid img")).to_be_visible()
+    expect(page.locator("#t2i-table")).to_contain_text("leaning")
+    page.screenshot(path=str(tmp_path / "text-to-image.png"), full_page=True)

@@ -58,8 +58,8 @@ def test_serves_quickly_with_every_available_tab(demo_server, client):
     _, startup = demo_server
     assert startup < 60  # the server is up before any model is loaded (they load on first use)
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert endpoints == {"/images", "/latent_walk", "/text", "/mixtures", "/hmm_sample", "/viterbi", "/anomalies",
-                         "/classify", "/class_samples", "/molecules", "/score_molecule"}
+    assert endpoints == {"/images", "/text_to_image", "/latent_walk", "/text", "/mixtures", "/hmm_sample", "/viterbi",
+                         "/anomalies", "/classify", "/class_samples", "/molecules", "/score_molecule"}
 
 
 def test_model_cards_are_linked_and_served(demo_server):
@@ -352,3 +352,26 @@ def test_molecules_are_sampled_drawn_and_scored(client):
         client.predict("gpt-moses", "  ", api_name="/score_molecule")
     with pytest.raises(AppError, match="greater than maximum value 32"):  # the slider refuses it first
         client.predict("gpt-moses", 33, 0, api_name="/molecules")
+
+
+def test_text_to_image_draws_the_prompt_and_measures_each_result(client):
+    """The Text to image tab: a grid for the prompt (seeded), a row per image with the digit the classifier reads
+    and the measured thickness and slant, and how many match; bad input is one line."""
+    grid, table, summary, download = client.predict("ddpm-mnist-5k-text", "a thick 7 leaning right", 4, 0, 3.0, 10,
+                                                    api_name="/text_to_image")
+    rows = table["data"]
+    assert len(rows) == 4 and Image.open(grid).size == Image.open(download).size
+    assert all(r[2].endswith(("(thin)", "(regular)", "(thick)")) and r[4] in ("yes", "no") for r in rows)
+    matches = sum(r[4] == "yes" for r in rows)
+    assert summary.startswith(f"{matches} of 4 show everything the prompt names")
+    assert sum(r[1] == 7 for r in rows) >= 3  # the digit asked for
+    again = client.predict("ddpm-mnist-5k-text", "a thick 7 leaning right", 4, 0, 3.0, 10, api_name="/text_to_image")
+    assert again[1]["data"] == rows and pixels(again[0]).tolist() == pixels(grid).tolist()
+    _, _, summary, _ = client.predict("ddpm-mnist-5k-text", "a thick thin 3", 2, 0, 3.0, 5, api_name="/text_to_image")
+    assert "names more than one thickness" in summary
+    _, table, summary, _ = client.predict("ddpm-mnist-5k-text", "", 2, 0, 3.0, 5, api_name="/text_to_image")
+    assert "names no digit" in summary and all(r[4] == "" for r in table["data"])
+    with pytest.raises(AppError, match="less than minimum value 0|guidance must be"):  # the slider, or the model
+        client.predict("ddpm-mnist-5k-text", "a 1", 2, 0, -1.0, 5, api_name="/text_to_image")
+    with pytest.raises(AppError, match="the prompt has 2001 characters; at most 2000|maximum length"):
+        client.predict("ddpm-mnist-5k-text", "x" * 2001, 2, 0, 3.0, 5, api_name="/text_to_image")

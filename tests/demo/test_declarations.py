@@ -22,6 +22,7 @@ def test_tabs_list_the_models_whose_declarations_they_need():
     assert app.text_models() == ["gpt-shakespeare-char"]  # molecule generators have their own tab
     assert app.molecule_models() == ["gpt-moses"] and "gpt-moses" in app.models_where(app.continues_prompts)
     assert app.models_where(app.shows_states) == ["hmm-shakespeare-char"]
+    assert app.models_where(app.draws_prompts) == ["ddpm-mnist-5k-text"]  # prompts in, images out
     scores = app.models_where(app.scores_images)
     assert scores == [n for n in images if load(n).has_log_prob()]
     assert {"cvae-digits", "gmm-digits", "nb-digits", "vae-digits", "vae-mnist-5k"} <= set(scores)

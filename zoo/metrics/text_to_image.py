@@ -119,7 +119,7 @@ def text_to_image_metrics(model, real: Tensor, labels: Tensor, train: Tensor, ex
 
 
 def guidance_sweep(model, real: Tensor, labels: Tensor, extractor: str, *, guidances: Sequence[float] = GUIDANCES,
-                   n: int = 1000, per_combination: int = 4, per_held_out: int = 20, seed: int = 0,
+                   n: int = 500, per_combination: int = 2, per_held_out: int = 10, seed: int = 0,
                    sample_kwargs: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Faithfulness and FID at each guidance scale (smaller samples than ``text_to_image_metrics``)."""
     rows = []
