@@ -98,10 +98,12 @@ GOLDEN = {
     "gmm-mnist-5k": ({}, [1.0, 0.5804, 1.0, 0.0, 0.0, 0.0]),
     "nb-mnist-5k": ({}, [1.0, 0.3014, 1.0, 0.0149, 0.2216, 0.0]),
     "dcgan-mnist-5k": ({}, [0.8591, 0.8827, 0.7894, 0.6387, 0.5811, 0.4579]),
+    "ddpm-mnist-5k-text": ({"steps": 5, "prompt": "a thick 7 leaning right"},
+                           [0.0061, 0.0619, 0.0206, 0.0, 0.0761, 0.0095]),
 }
 #: where a slice starts in the flattened samples (default 20): 28x28 digits are blank near the corner
 SLICE_AT = {"vae-mnist-5k": 400, "ddpm-mnist-5k": 400, "gmm-mnist-5k": 400, "nb-mnist-5k": 400,
-            "dcgan-mnist-5k": 400}
+            "dcgan-mnist-5k": 400, "ddpm-mnist-5k-text": 400}
 
 
 def test_every_generator_has_a_golden_slice():

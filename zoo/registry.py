@@ -128,6 +128,10 @@ PRETRAINED: dict[str, ModelInfo] = {
         ModelInfo("digits-classifier", "classifier", "digits",
                   "Small convolutional digits classifier, the feature extractor of genzoo's FID/KID/IS",
                   "acc", "test accuracy", tasks=("classifier", "feature-extractor")),
+        ModelInfo("ddpm-mnist-5k-text", "text-diffusion", "mnist-5k-captions",
+                  "Text-to-image DDPM on the 5k MNIST: prompts such as \"a thick 7 leaning right\", read by its own "
+                  "character transformer, cross-attention and classifier-free guidance",
+                  "digit_acc", "digit accuracy on unseen phrasings"),
         ModelInfo("ddpm-mnist-5k", "diffusion", "mnist-5k",
                   "Class-conditional DDPM (351k-parameter UNet) on the 5k MNIST, 28x28, DDIM and classifier-free guidance",
                   "fid", "test FID, mnist-5k-classifier features"),
