@@ -1521,10 +1521,10 @@ def text_to_image(name: str, prompt: str, n: float, seed: float, guidance: float
 
 
 def text_to_image_note(name: str) -> str:
-    from zoo.captions import ATTRIBUTES, HELD_OUT
+    from zoo.captions import ATTRIBUTES, held_out_text
 
     words = "; ".join(" / ".join(w) for w in ATTRIBUTES.values())
-    held = ", ".join(f"{t} {d} {s}" for d, t, s in HELD_OUT)
+    held = held_out_text()
     return (f"Describe a digit and its style ({words}), e.g. *a thick 7 leaning right* or *seven, bold, slanted to "
             f"the right*; up to {LIMITS['images']} images per request. Each result's digit is read by the data's "
             "classifier and its thickness and slant are measured on the pixels, as the model's faithfulness metrics "

@@ -74,6 +74,11 @@ HELD_OUT = ((0, "thick", "leaning left"), (2, "thin", "leaning right"), (4, "thi
             (6, "thin", "leaning left"), (7, "regular", "leaning right"), (9, "thick", "leaning right"))
 
 
+def held_out_text() -> str:
+    """``HELD_OUT`` in words: "thick 0 leaning left, thin 2 leaning right, ..."."""
+    return ", ".join(f"{thick} {digit} {lean}" for digit, thick, lean in HELD_OUT)
+
+
 # -- measurements -------------------------------------------------------------------------------
 
 

@@ -292,9 +292,9 @@ def _metrics(model: GenerativeModel, spec: DataSpec | None, metrics: dict[str, f
 
 def _faithfulness(metrics: dict[str, float]) -> str:
     """Does the image show what the prompt said? The protocol of zoo.metrics.text_to_image, as a table."""
-    from zoo.captions import HELD_OUT
+    from zoo.captions import held_out_text
 
-    held = ", ".join(f"{t} {d} {s}" for d, t, s in HELD_OUT)
+    held = held_out_text()
     out = ("### Faithfulness to the prompt\n\n"
            "Every digit x thickness x slant combination is prompted in phrasings never used in training "
            "(`zoo.captions.EVAL_TEMPLATES`); the digit is read by `mnist-5k-classifier`, thickness and slant are "

@@ -341,7 +341,7 @@ class _CaptionedImages(Dataset):
         return self.images[i].float() / 255, text, torch.tensor(named)
 
 
-class CaptionedMnist5kDataModule(ImageDataModule):
+class CaptionedMnist5kDataModule(Mnist5kDataModule):
     """The 5k MNIST with a caption per image, from measured attributes (``zoo.captions``): batches of
     (images (B, 1, 28, 28), captions (B str), named (B, 3): digit, thickness bin, slant bin, 3 = not named).
 
@@ -351,16 +351,6 @@ class CaptionedMnist5kDataModule(ImageDataModule):
     """
 
     spec = MNIST_5K_CAPTIONS_SPEC
-
-    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
-        super().__init__()
-        check_int("batch_size", batch_size, 1)
-        self.save_hyperparameters()
-        self.datasets = {}
-
-    @classmethod
-    def for_evaluation(cls, **saved_args) -> "CaptionedMnist5kDataModule":
-        return cls(**saved_args)
 
     def setup(self, stage: str | None = None) -> None:
         from zoo.captions import held_out_mask, words

@@ -121,15 +121,21 @@ def _batches(images: Tensor, size: int | None = None):
 
 
 @torch.no_grad()
-def real_data_floor(train: Tensor, real: Tensor, extractor: str | nn.Module | None = None, metrics: ImageMetrics | None = None,
-                    seed: int = 0) -> dict[str, float]:
-    """FID/KID/IS of the training images (as if generated) against `real`: the floor a perfect generator reaches."""
+def compare(generated: Tensor, real: Tensor, extractor: str | nn.Module | None = None,
+            metrics: ImageMetrics | None = None, seed: int = 0) -> dict[str, float]:
+    """FID/KID/IS of `generated` images against `real` ones (both (N, C, H, W) in [0, 1]), in bounded batches."""
     metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
     for batch in _batches(real):
         metrics.update(batch, real=True)
-    for batch in _batches(train):
+    for batch in _batches(generated):
         metrics.update(batch, real=False)
     return metrics.compute(seed)
+
+
+def real_data_floor(train: Tensor, real: Tensor, extractor: str | nn.Module | None = None, metrics: ImageMetrics | None = None,
+                    seed: int = 0) -> dict[str, float]:
+    """FID/KID/IS of the training images (as if generated) against `real`: the floor a perfect generator reaches."""
+    return compare(train, real, extractor, metrics, seed)
 
 
 @torch.no_grad()
@@ -163,13 +169,8 @@ def generator_metrics(model: nn.Module, real: Tensor, extractor: str | nn.Module
     Conditional models (``num_classes``) are sampled class-balanced and also get ``cond_acc``, the
     fraction of samples the feature extractor (a classifier of the same classes) assigns to the requested label.
     """
-    metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
     images, labels = generate(model, n, seed, sample_kwargs=sample_kwargs)
-    for batch in _batches(real):
-        metrics.update(batch, real=True)
-    for batch in _batches(images):
-        metrics.update(batch, real=False)
-    out = metrics.compute(seed)
+    out = compare(images, real, extractor, metrics, seed)
     if labels is not None and extractor is not None:
         out["cond_acc"] = conditional_accuracy(images, labels, extractor)
     return out

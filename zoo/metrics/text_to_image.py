@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from zoo.captions import ATTRIBUTES, EVAL_TEMPLATES, HELD_OUT, prompt_for, words
-from zoo.metrics.image import ImageMetrics, _batches, batch_size_for, real_data_floor
+from zoo.metrics.image import ImageMetrics, _batches, batch_size_for, compare, real_data_floor
 
 GUIDANCES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
@@ -100,13 +100,7 @@ def prompt_metrics(model, real: Tensor, labels: Tensor, extractor: str | torch.n
     """FID/KID/IS of `n` images prompted with the descriptions of the `real` images (cycled) against them."""
     prompts = describe(real, labels, seed)
     prompts = [prompts[i % len(prompts)] for i in range(n)]
-    images = draw(model, prompts, seed, sample_kwargs)
-    metrics = metrics or ImageMetrics(extractor, image_shape=tuple(real.shape[1:]))
-    for batch in _batches(real):
-        metrics.update(batch, real=True)
-    for batch in _batches(images):
-        metrics.update(batch, real=False)
-    return metrics.compute(seed)
+    return compare(draw(model, prompts, seed, sample_kwargs), real, extractor, metrics, seed)
 
 
 def text_to_image_metrics(model, real: Tensor, labels: Tensor, train: Tensor, extractor: str, *, n: int = 2000,

@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import torch
@@ -116,9 +115,9 @@ class TextDDPM(DDPM):
 
     def _encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
         """The UNet's text condition for `prompts`: one encoder pass per distinct prompt, rows gathered."""
-        unique = list(dict.fromkeys(prompts))
-        states, mask, pooled = self.text_encoder.encode(unique)
-        index = torch.tensor([unique.index(p) for p in prompts], device=states.device)
+        row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        states, mask, pooled = self.text_encoder.encode(list(row))
+        index = torch.tensor([row[p] for p in prompts], device=states.device)
         return states[index], mask[index], pooled[index]
 
     # -- training --------------------------------------------------------------------------

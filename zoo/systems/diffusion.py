@@ -34,14 +34,18 @@ class DiffusionSystem(GenerativeSystem):
     def metric_sample_kwargs(self) -> dict[str, Any]:
         """How FID/IS/KID samples are drawn: a few DDIM steps keep evaluation to seconds."""
         kwargs: dict[str, Any] = {"steps": self.hparams.metric_steps, "progress": False}
-        if self.hparams.metric_guidance is not None and self.net.num_classes:
+        if self.hparams.metric_guidance is not None and "guidance" in self.net.accepts():
             kwargs["guidance"] = self.hparams.metric_guidance
         return kwargs
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _loss(self, batch, p_uncond: float) -> torch.Tensor:
+        """The denoising loss of one (images, labels) batch, labels dropped with probability `p_uncond`."""
         x, y = batch
-        labels = y if self.net.num_classes else None
-        loss = self.net.loss(x, labels, p_uncond=self.hparams.p_uncond if stage == "train" else 0.0)
+        return self.net.loss(x, y if self.net.num_classes else None, p_uncond=p_uncond)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        x = batch[0]
+        loss = self._loss(batch, self.hparams.p_uncond if stage == "train" else 0.0)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, sync_dist=not on_step, batch_size=len(x))
         self.log(f"{stage}_loss", loss, prog_bar=True, logger=False, on_step=on_step, on_epoch=True,

@@ -43,7 +43,8 @@ class TextDiffusionSystem(DiffusionSystem):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         encoder = self.net.text_encoder
-        if self.hparams.encoder_steps and not self.init_from and self.trainer.global_step == 0:
+        resuming = self.trainer.ckpt_path is not None  # its encoder comes back with the checkpoint, taught
+        if self.hparams.encoder_steps and not self.init_from and not resuming:
             self._teach_reading(encoder)
         encoder.requires_grad_(False).eval()
 
@@ -67,17 +68,7 @@ class TextDiffusionSystem(DiffusionSystem):
             for t in encoder.state_dict().values():
                 torch.distributed.broadcast(t, 0)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _loss(self, batch, p_uncond: float) -> torch.Tensor:
+        """The denoising loss of one (images, captions, named) batch, captions dropped with probability `p_uncond`."""
         x, captions, _ = batch
-        loss = self.net.loss(x, captions, p_uncond=self.hparams.p_uncond if stage == "train" else 0.0)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, sync_dist=not on_step, batch_size=len(x))
-        self.log(f"{stage}_loss", loss, prog_bar=True, logger=False, on_step=on_step, on_epoch=True,
-                 sync_dist=not on_step, batch_size=len(x))
-        return loss
-
-    def metric_sample_kwargs(self):
-        kwargs = {"steps": self.hparams.metric_steps, "progress": False}
-        if self.hparams.metric_guidance is not None:
-            kwargs["guidance"] = self.hparams.metric_guidance
-        return kwargs
+        return self.net.loss(x, captions, p_uncond=p_uncond)
