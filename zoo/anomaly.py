@@ -83,10 +83,13 @@ class NotFittedError(ValueError, AttributeError):
 
 
 def _is_diffusion(model_or_cls: Any) -> bool:
+    """A DDPM the denoising score applies to: unconditional or on labels (a text-to-image DDPM's UNet needs a prompt,
+    which the score does not take)."""
+    from zoo.models.contract import takes_prompts
     from zoo.models.diffusion import DDPM
 
     cls = model_or_cls if isinstance(model_or_cls, type) else type(model_or_cls)
-    return issubclass(cls, DDPM)
+    return issubclass(cls, DDPM) and not takes_prompts(cls)
 
 
 def can_score(model_or_cls: Any) -> bool:
