@@ -32,7 +32,7 @@ def test_list_and_info():
     ("vae-digit", "unknown model 'vae-digit'; did you mean vae-digits"),
     ("VAE-Digits", "unknown model 'VAE-Digits'; did you mean"),
     ("../../etc/passwd", "unknown model '../../etc/passwd'"),
-    ("", "unknown model ''"),
+    ("", "name_or_path must be a pretrained name"),
 ])
 def test_unknown_names_list_the_closest(name, match):
     with pytest.raises(ValueError, match=re.escape(match)):

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.checks import as_tensor, check_range
+
 #: the words of each attribute, in the order of their bins (0, 1, 2)
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "thickness": ("thin", "regular", "thick"),
@@ -84,10 +86,10 @@ def held_out_text() -> str:
 
 def _images(images: Tensor) -> Tensor:
     """(N, H, W) float in [0, 1] from (N, 1, H, W) or (N, H, W); anything else is a ValueError."""
-    if not isinstance(images, Tensor) or images.dim() not in (3, 4) or (images.dim() == 4 and images.shape[1] != 1):
-        raise ValueError(f"images must be grey digits (N, 1, H, W) or (N, H, W), got "
-                         f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
-    return (images[:, 0] if images.dim() == 4 else images).float().clamp(0, 1)
+    images = as_tensor("images", images, dtype=torch.float32)
+    if images.dim() not in (3, 4) or (images.dim() == 4 and images.shape[1] != 1):
+        raise ValueError(f"images must be grey digits (N, 1, H, W) or (N, H, W), got {tuple(images.shape)}")
+    return check_range("images", images[:, 0] if images.dim() == 4 else images, 0, 1, "pixel values")
 
 
 def skeleton(binary: Tensor, max_iterations: int = 50) -> Tensor:
@@ -223,6 +225,8 @@ def read_prompt(prompt: str) -> dict[str, int | None]:
     """What a prompt names, by the captions' vocabulary: {"digit": 0..9 or None, "thickness": bin or None,
     "slant": bin or None}. A digit or attribute named twice, differently ("a thick thin 3"), warns and keeps
     the last; the model itself reads the whole prompt, whatever it says."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
     text = " " + re.sub(r"[^a-z0-9-]+", " ", prompt.lower()) + " "
     found: dict[str, list[tuple[int, int]]] = {"digit": [], "thickness": [], "slant": []}
     for word, d in _DIGITS.items():

@@ -64,14 +64,18 @@ def build_system(model, source: Any = "config.json") -> L.LightningModule:
 
 
 def evaluate(name_or_path: str, split: str = "test", seed: int = 0,
-             datamodule: L.LightningDataModule | None = None, n_molecules: int = N_MOLECULES) -> dict[str, float]:
-    """Metrics of a model on the `split` ("val" or "test") of `datamodule`, by default the one its config.json records."""
-    return evaluation(name_or_path, split, seed, datamodule, n_molecules)[0]
+             datamodule: L.LightningDataModule | None = None, n_molecules: int = N_MOLECULES,
+             progress: bool | None = None) -> dict[str, float]:
+    """Metrics of a model on the `split` ("val" or "test") of `datamodule`, by default the one its config.json records;
+    `progress`: tqdm bars on stderr (the loop's batches, the sampling), always if True, never if False, on a terminal
+    if None."""
+    return evaluation(name_or_path, split, seed, datamodule, n_molecules, progress)[0]
 
 
 def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
                datamodule: L.LightningDataModule | None = None,
-               n_molecules: int = N_MOLECULES) -> tuple[dict[str, float], DataSpec | None]:
+               n_molecules: int = N_MOLECULES,
+               progress: bool | None = None) -> tuple[dict[str, float], DataSpec | None]:
     """``evaluate``'s metrics, and the spec of the data they were measured on (its feature extractor, its name)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
@@ -86,7 +90,8 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
         datamodule = build_datamodule(entry, source)
     system = build_system(model, source)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[] if progress is False else [BatchBar(progress)])
     L.seed_everything(seed, verbose=False)
     run = trainer.test if split == "test" else trainer.validate
     (results,) = run(system, datamodule=datamodule, verbose=False)
@@ -98,10 +103,41 @@ def evaluation(name_or_path: str, split: str = "test", seed: int = 0,
         from zoo.metrics import metric_extractor
 
         extractor = metric_extractor(datamodule) if hasattr(datamodule, "spec") else spec.feature_extractor
-        metrics.update(image_metrics(system, datamodule, extractor, split, seed))
+        metrics.update(image_metrics(system, datamodule, extractor, split, seed, progress))
     if spec is not None and spec.kind == "molecules":
-        metrics.update(molecule_metrics(system.net, datamodule, spec, n_molecules, seed))
+        metrics.update(molecule_metrics(system.net, datamodule, spec, n_molecules, seed, progress))
     return metrics, spec
+
+
+class BatchBar(L.Callback):
+    """A tqdm bar over the batches of a test or validation loop, on stderr (Lightning's own bar writes to stdout,
+    where `genzoo eval --json` prints): always if `show`, on a terminal only if None."""
+
+    def __init__(self, show: bool | None = None):
+        self.show, self.bar = show, None
+
+    def _start(self, batches: list, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        total = sum(batches)
+        self.bar = tqdm(total=total if total < float("inf") else None, desc=desc, unit="batch", leave=False,
+                        disable=None if self.show is None else not self.show)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer.num_test_batches, "test loop")
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer.num_val_batches, "validation loop")
+
+    def on_test_batch_end(self, *args, **kwargs) -> None:
+        self.bar.update()
+
+    on_validation_batch_end = on_test_batch_end
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.bar.close()
+
+    on_validation_epoch_end = on_test_epoch_end
 
 
 def guidance_sweep(name_or_path: str, png: str | Path, split: str = "test", seed: int = 0,
@@ -132,7 +168,7 @@ def _images(loader: DataLoader) -> torch.Tensor:
 
 
 def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, extractor: str | torch.nn.Module, split: str,
-                  seed: int) -> dict[str, float]:
+                  seed: int, progress: bool | None = None) -> dict[str, float]:
     """FID/KID/IS (+ cond_acc) of N_GENERATED samples against `split`, and the real-data floor (floor_*)."""
     from zoo.metrics import generator_metrics, real_data_floor
 
@@ -145,13 +181,15 @@ def image_metrics(system: L.LightningModule, datamodule: L.LightningDataModule, 
 
         labels = getattr(datamodule, f"{split}_dataloader")().dataset.labels
         return text_to_image_metrics(system.net, real, labels, train, extractor, n=N_GENERATED, seed=seed,
-                                     sample_kwargs=kwargs)
-    out = generator_metrics(system.net, real, extractor, n=N_GENERATED, seed=seed, sample_kwargs=kwargs)
+                                     sample_kwargs=kwargs, progress=progress)
+    out = generator_metrics(system.net, real, extractor, n=N_GENERATED, seed=seed, sample_kwargs=kwargs,
+                            progress=progress)
     out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, extractor, seed=seed).items()})
     return dict(sorted(out.items()))
 
 
-def sample_molecules(model, n: int, seed: int, max_length: int | None = None) -> list[str]:
+def sample_molecules(model, n: int, seed: int, max_length: int | None = None,
+                     progress: bool | None = None) -> list[str]:
     """`n` SMILES from `model`, ``MOLECULE_BATCH`` at a time (seeds seed, seed + 1, ...), with a progress bar;
     each at most `max_length` tokens (the sampling option that bounds a sequence, as the model declares it)."""
     from tqdm import tqdm
@@ -163,7 +201,8 @@ def sample_molecules(model, n: int, seed: int, max_length: int | None = None) ->
     options = length_bound(model, max_length)
     out: list[str] = []
     model.eval()
-    with tqdm(total=n, desc="sampling molecules", unit="mol", disable=None) as bar:
+    with tqdm(total=n, desc="sampling molecules", unit="mol",
+              disable=None if progress is None else not progress) as bar:
         for i, start in enumerate(range(0, n, MOLECULE_BATCH)):
             batch = model.sample(min(MOLECULE_BATCH, n - start), seed=seed + i, **options)
             out.extend(batch)
@@ -171,13 +210,14 @@ def sample_molecules(model, n: int, seed: int, max_length: int | None = None) ->
     return out
 
 
-def molecule_metrics(model, datamodule: L.LightningDataModule, spec: DataSpec, n: int, seed: int) -> dict[str, float]:
+def molecule_metrics(model, datamodule: L.LightningDataModule, spec: DataSpec, n: int, seed: int,
+                     progress: bool | None = None) -> dict[str, float]:
     """MOSES's metrics of `n` sampled molecules: novelty against the training molecules, the rest against the
     test set (and the scaffold test set when the data has one; their statistics are cached once)."""
     from zoo.metrics.molecules import moses_metrics
 
-    generated = sample_molecules(model, n, seed, spec.max_length - 1 if spec.max_length else None)
+    generated = sample_molecules(model, n, seed, spec.max_length - 1 if spec.max_length else None, progress)
     scaffolds = datamodule.smiles("test_scaffolds") if "test_scaffolds" in datamodule.splits else None
     metrics = moses_metrics(generated, datamodule.smiles("train"), datamodule.smiles("test"), scaffolds,
-                            progress=None)  # bars on a terminal only
+                            progress=progress)  # None: bars on a terminal only
     return {**metrics, "n_molecules": float(n)}

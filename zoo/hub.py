@@ -138,6 +138,8 @@ def save_folder(folder: str | Path, config: dict[str, Any], state_dict: dict[str
     from safetensors.torch import save
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder {str(folder)!r} is a file: save into a folder (new or a model's own)")
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     # Serialise everything first: a failure here leaves the folder untouched.
     blobs = {

@@ -167,6 +167,8 @@ def markdown_table() -> str:
 def list_models(pattern: str | None = None, *, task: str | None = None) -> list[str]:
     """Pretrained names, sorted, optionally filtered by a shell-style pattern (``"vae*"``) and a task
     (``"generator"``, ``"classifier"``, ``"feature-extractor"``)."""
+    if pattern is not None and not isinstance(pattern, str):
+        raise ValueError(f"pattern must be a str such as 'vae*', or None, got {type(pattern).__name__}")
     if task is not None and task not in TASKS:
         raise ValueError(_unknown("task", task, TASKS))
     return [n for n in sorted(PRETRAINED) if (pattern is None or fnmatch.fnmatch(n, pattern))
@@ -183,7 +185,7 @@ def model_info(name: str) -> ModelInfo:
 def _unknown(what: str, name: str, known: Any) -> str:
     close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
-    return f"unknown {what} {name!r}; {hint}"
+    return f"unknown {what} {name!r:.80}; {hint}"
 
 
 def import_object(path: str) -> Any:
@@ -223,7 +225,7 @@ def create(family: str, *, data: Any = None, **hparams: Any):
     """An untrained model of `family` (``"vae"``, ...) built from its hyperparameters. Sizes that come from
     the data are filled from `data`: a registered datamodule's name (``"digits"``) or a ``DataSpec``;
     without it they stay unset (the system fills them at setup) unless `hparams` give them."""
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(_unknown("family", family, FAMILIES))
     model = import_object(FAMILIES[family].model)(**hparams)
     if data is None:
@@ -242,15 +244,24 @@ def load(name_or_path: str | Path, *, revision: str | None = None):
 
     A folder or repo is untrusted input: everything it names must be registered here.
     """
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
+        raise ValueError(f"name_or_path must be a pretrained name, a model folder or a Hub repo id, got {name_or_path!r:.80}")
     name = str(name_or_path)
     info = PRETRAINED.get(name)
     if info is not None and info.packaged is not None:
         return load_checkpoint(hub.open_folder(info.packaged))
     if info is not None and info.repo_id:
         return load_checkpoint(hub.fetch(info.repo_id, revision))
-    if name.strip() and (Path(name).is_dir() or hub.is_repo_id(name)):
+    if _is_folder(name) or hub.is_repo_id(name):
         return load_checkpoint(hub.fetch(name, revision))
     raise ValueError(_unknown("model", name, PRETRAINED) + " (nor is it a model folder or a Hub repo id 'user/name')")
+
+
+def _is_folder(name: str) -> bool:
+    try:
+        return Path(name).is_dir()
+    except (OSError, ValueError):  # too long for the file system, or a NUL byte: no folder of that name
+        return False
 
 
 def load_checkpoint(checkpoint: hub.Checkpoint):

@@ -23,7 +23,8 @@ def test_untrained_shapes_and_single_images():
 
 @pytest.mark.parametrize("call, message", [
     (lambda c: c.features(torch.rand(2, 1, 7, 7)), r"x must have shape \(N, 1, 8, 8\)"),
-    (lambda c: c.features([[0.0]]), "x must be a torch.Tensor"),
+    (lambda c: c.features([[0.0]]), r"x must have shape \(N, 1, 8, 8\)"),  # a list is read as numbers
+    (lambda c: c.features("digits"), "x must be a tensor or an array of numbers"),
     (lambda c: c.sample(4), "a classifier, not a generator"),
 ])
 def test_bad_input(call, message):

@@ -71,7 +71,8 @@ def test_guidance_mixes_conditional_and_null_predictions(ddpm):
     eps, _ = ddpm._eps_x0(x, t, labels, 2.5)
     ab = ddpm.alphas_cumprod[t]
     x0 = ((x - (1 - ab).sqrt() * (uncond + 2.5 * (cond - uncond))) / ab.sqrt()).clamp(-1, 1)
-    torch.testing.assert_close(eps, (x - ab.sqrt() * x0) / (1 - ab).sqrt())
+    # one batch of both predictions vs two: float32 kernels may differ in the last bits (more so on one thread)
+    torch.testing.assert_close(eps, (x - ab.sqrt() * x0) / (1 - ab).sqrt(), atol=1e-4, rtol=1e-4)
 
 
 def test_loss_trains_and_ema_follows(ddpm):

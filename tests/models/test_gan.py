@@ -84,7 +84,7 @@ def test_ema_moves_a_thousandth_of_the_way(gan):
     (lambda g: g.generate(torch.randn(2, 8)), "labels are required"),
     (lambda g: g.generate(torch.randn(2, 3), 1), r"z must have shape \(N, 8\)"),
     (lambda g: g.interpolate(torch.randn(8), torch.randn(8), steps=1, labels=1), "steps must be an integer in 2..1000"),
-    (lambda g: g.interpolate(torch.randn(3), torch.randn(8), labels=1), r"z0 must be a tensor of shape \(8,\)"),
+    (lambda g: g.interpolate(torch.randn(3), torch.randn(8), labels=1), r"z0 must be one latent of shape \(8,\)"),
 ])
 def test_bad_input(gan, call, message):
     with pytest.raises(ValueError, match=message):

@@ -165,7 +165,7 @@ def test_log_prob_given_a_prompt_scores_the_distribution_sample_draws_from(gpt):
     (dict(stop=""), "stop must be None, a non-empty str"),
     (dict(prompts=[]), "prompts must be a str or a non-empty list of str"),
     (dict(prompts=[1]), "prompts must be a str"),
-    (dict(seed="a"), "seed must be an integer"),
+    (dict(seed="a"), "seed must be None or an integer"),
 ])
 def test_bad_generation_input_names_the_argument(gpt, kwargs, match):
     kwargs = {"prompts": "Sp", "max_new_tokens": 3, **kwargs}
@@ -178,7 +178,7 @@ def test_bad_init_arguments():
         GPT(vocab_size=10, n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="n_embd \\(12\\) must be n_head \\(4\\) times an even head size"):
         GPT(vocab_size=10, n_embd=12, n_head=4)  # head size 3: rotary embeddings need pairs
-    with pytest.raises(ValueError, match="rope_theta must be > 1"):
+    with pytest.raises(ValueError, match="rope_theta must be a finite number > 1"):
         GPT(vocab_size=10, rope_theta=0.5)
     with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
         GPT(vocab_size=0)

@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.checks import MAX_VALUES, as_tensor, check_float, check_int, check_work, generator
+
 EMISSIONS = ("gaussian", "categorical", "gmm")
 COVARIANCE_TYPES = ("diag", "full")
 LOG_ZERO = -1e30  # log of a probability that EM set to 0: finite, so no inf - inf = nan anywhere
@@ -111,10 +113,8 @@ def _underflow(dtype: torch.dtype, n_states: int) -> float:
     return n_states * math.exp(_emission_floor(dtype)) * 1e6
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+#: the most steps one ``sample`` call draws: about 50 bytes each while drawing (1.7 GB at the cap)
+MAX_SAMPLE_STEPS = 2 ** 25
 
 
 # -- emissions -----------------------------------------------------------------------------------
@@ -226,9 +226,12 @@ class GaussianEmission(nn.Module):
                           dtype=self.means.dtype)
         if self.covariance_type == "diag":
             return self.means[comp] + eps * (0.5 * self.log_var[comp]).exp()
-        w = self.precision_cholesky()[comp]  # (..., D, D); x = mu + W^-T eps
-        z = torch.linalg.solve_triangular(w.transpose(-1, -2), eps.unsqueeze(-1), upper=False)
-        return self.means[comp] + z.squeeze(-1)
+        w = self.precision_cholesky()  # (K, D, D); x = mu + W^-T eps, component by component (never (..., D, D))
+        z = torch.empty_like(eps)
+        for k in comp.unique().tolist():
+            rows = comp == k
+            z[rows] = torch.linalg.solve_triangular(w[k].T, eps[rows].T, upper=False).T
+        return self.means[comp] + z
 
     def n_parameters(self) -> int:
         d = self.n_features
@@ -294,9 +297,14 @@ class CategoricalEmission(nn.Module):
 
     @torch.no_grad()
     def sample(self, states: Tensor, generator: torch.Generator | None) -> Tensor:
-        cdf = F.softmax(self.logits.double(), 1).cumsum(1)[states]  # (..., M)
-        u = torch.rand(*states.shape, 1, generator=generator, device=states.device, dtype=torch.float64)
-        return torch.searchsorted(cdf, u).squeeze(-1).clamp_max(self.n_symbols - 1)
+        # Each state's CDF lies in [0, 1], so CDF_k + k is one sorted array over all states: one search finds every
+        # symbol, in memory of the states' size (indexing a CDF per step would hold (..., M) floats: 10 GB at 2e7 steps).
+        m = self.n_symbols
+        cdf = F.softmax(self.logits.double(), 1).cumsum(1)
+        flat = (cdf + torch.arange(self.n_states, device=cdf.device, dtype=cdf.dtype)[:, None]).reshape(-1)
+        u = torch.rand(states.shape, generator=generator, device=states.device, dtype=torch.float64)
+        found = torch.searchsorted(flat, states + u)
+        return (found - states * m).clamp_(0, m - 1)
 
     def n_parameters(self) -> int:
         return self.n_states * (self.n_symbols - 1)
@@ -412,7 +420,7 @@ class HiddenMarkovModel(nn.Module):
                  n_symbols: int | None = None, covariance_type: str = "diag", n_mix: int = 1,
                  reg_covar: float = 1e-6):
         super().__init__()
-        _check_int("n_states", n_states, 1)
+        check_int("n_states", n_states, 1)
         if emission not in EMISSIONS:
             raise ValueError(f"emission must be one of {', '.join(EMISSIONS)}, got {emission!r}")
         if covariance_type not in COVARIANCE_TYPES:
@@ -425,13 +433,13 @@ class HiddenMarkovModel(nn.Module):
         self.start_logits = nn.Parameter(torch.zeros(n_states))
         self.trans_logits = nn.Parameter(torch.zeros(n_states, n_states))
         if emission == "categorical":
-            self.emission = CategoricalEmission(n_states, _check_int("n_symbols", n_symbols, 1))
+            self.emission = CategoricalEmission(n_states, check_int("n_symbols", n_symbols, 1))
         elif emission == "gaussian":
-            self.emission = _GaussianStateEmission(n_states, _check_int("n_features", n_features, 1),
+            self.emission = _GaussianStateEmission(n_states, check_int("n_features", n_features, 1),
                                                    covariance_type, self.reg_covar)
         else:
-            self.emission = MixtureEmission(n_states, _check_int("n_mix", n_mix, 1),
-                                            _check_int("n_features", n_features, 1), covariance_type, self.reg_covar)
+            self.emission = MixtureEmission(n_states, check_int("n_mix", n_mix, 1),
+                                            check_int("n_features", n_features, 1), covariance_type, self.reg_covar)
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -490,6 +498,12 @@ class HiddenMarkovModel(nn.Module):
 
     # -- input checks --------------------------------------------------------------------------
 
+    @property
+    def max_steps(self) -> int:
+        """The most (padded) steps one call reads: the recursions hold a few floats per step and state, so the
+        cap is ``MAX_VALUES`` over the states (2M steps at 64 states: all of tinyshakespeare as one sequence)."""
+        return MAX_VALUES // self.n_states
+
     def _batch(self, x: Any, lengths: Any = None, name: str = "x") -> _Batch:
         """Validate and pad the input into a sorted, time-major batch."""
         categorical = self.emission_type == "categorical"
@@ -499,7 +513,7 @@ class HiddenMarkovModel(nn.Module):
                 raise ValueError("lengths must be None when x is a list of sequences (their lengths are used)")
             if len(x) == 0:
                 raise ValueError(f"{name} must hold at least one sequence, got an empty list")
-            seqs = [torch.as_tensor(s) for s in x]
+            seqs = [as_tensor(f"{name}[{i}]", s, finite=False) for i, s in enumerate(x)]
             if categorical:
                 seqs = [s.reshape(-1) if s.dim() == 0 else s for s in seqs]
             lengths = torch.tensor([len(s) for s in seqs])
@@ -508,8 +522,7 @@ class HiddenMarkovModel(nn.Module):
                 raise ValueError(f"{name}[{bad[0]}] must have {1 + item_dims} dimensions, got {tuple(seqs[bad[0]].shape)}")
             x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True) if int(lengths.max()) > 0 else \
                 torch.zeros(len(seqs), 0, *seqs[0].shape[1:], dtype=seqs[0].dtype)
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(np.asarray(x))
+        x = as_tensor(name, x, finite=False)  # finiteness is checked on the steps inside the lengths
         if x.dim() == 1 + item_dims:  # one unbatched sequence
             x = x.unsqueeze(0)
         if x.dim() != 2 + item_dims:
@@ -517,6 +530,7 @@ class HiddenMarkovModel(nn.Module):
             raise ValueError(f"{name} must be a padded batch {shape} or a list of sequences, got shape {tuple(x.shape)}")
         if len(x) == 0:
             raise ValueError(f"{name} must hold at least one sequence, got an empty batch")
+        check_work(name, x.shape[0] * x.shape[1], self.max_steps, "padded steps in one call")
         x = x.to(self.start_logits.device)
         lengths = self._lengths(lengths, x.shape[0], x.shape[1], x.device)
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T)
@@ -526,7 +540,7 @@ class HiddenMarkovModel(nn.Module):
     def _lengths(self, lengths: Any, b: int, t: int, device: torch.device) -> Tensor:
         if lengths is None:
             return torch.full((b,), t, dtype=torch.long, device=device)
-        lengths = torch.as_tensor(lengths, device=device)
+        lengths = as_tensor("lengths", lengths, device=device)
         if lengths.shape != (b,) or lengths.is_floating_point() or lengths.dtype == torch.bool:
             raise ValueError(f"lengths must be {b} integers (one per sequence), got {tuple(lengths.shape)} {lengths.dtype}")
         if b and (lengths.min() < 0 or lengths.max() > t):
@@ -562,7 +576,7 @@ class HiddenMarkovModel(nn.Module):
     @staticmethod
     def _time_major(log_e: Tensor, batch: _Batch) -> Tensor:
         """(K, T*B) -> (T, B, K), the layout of the recursions."""
-        return log_e.T.contiguous().view(batch.T, batch.B, -1)
+        return log_e.T.contiguous().view(batch.T, batch.B, log_e.shape[0])
 
     @staticmethod
     def _scaled_emissions(log_e: Tensor, batch: _Batch) -> tuple[Tensor, Tensor]:
@@ -575,7 +589,7 @@ class HiddenMarkovModel(nn.Module):
         floor = _emission_floor(log_e.dtype)
         e = torch.exp((log_e - shift).clamp_min(floor)) if torch.is_grad_enabled() else \
             (log_e - shift).clamp_min_(floor).exp_()
-        return e.T.contiguous().view(batch.T, batch.B, -1), shift.view(batch.T, batch.B)
+        return e.T.contiguous().view(batch.T, batch.B, e.shape[0]), shift.view(batch.T, batch.B)
 
     # -- forward algorithm: log_prob -----------------------------------------------------------
 
@@ -745,7 +759,7 @@ class HiddenMarkovModel(nn.Module):
         frames = batch.x[batch.mask]  # (N, ...) valid steps only
         if len(frames) == 0:
             raise ValueError("x must hold at least one step to initialise from, got only empty sequences")
-        gen = torch.Generator(device=frames.device).manual_seed(seed)
+        gen = generator(seed, frames.device)
         k = self.n_states
         rand = torch.rand(k, k, generator=gen, device=frames.device, dtype=torch.float64)
         trans = 0.5 / k + 0.5 * rand / rand.sum(1, keepdim=True)
@@ -766,7 +780,8 @@ class HiddenMarkovModel(nn.Module):
         """
         if method not in ("em", "gradient"):
             raise ValueError(f"method must be 'em' or 'gradient', got {method!r}")
-        _check_int("max_iter", max_iter, 1)
+        check_int("max_iter", max_iter, 1)
+        check_float("tol", tol)  # negative: every iteration runs
         batches = self._fit_batches(x, lengths, batch_size)
         if init:
             first = batches[0]
@@ -787,7 +802,7 @@ class HiddenMarkovModel(nn.Module):
         if isinstance(x, (Tensor, list, tuple, np.ndarray)) and not is_batches:
             if batch_size is None:
                 return [(x, lengths)]
-            _check_int("batch_size", batch_size, 1)
+            check_int("batch_size", batch_size, 1)
             lens = None if lengths is None else torch.as_tensor(lengths)
             return [(x[i:i + batch_size], None if lens is None else lens[i:i + batch_size])
                     for i in range(0, len(x), batch_size)]
@@ -836,10 +851,12 @@ class HiddenMarkovModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, length: int, *, seed: int | None = None) -> tuple[Tensor, Tensor]:
         """n sequences of `length` steps: observations (n, length, D) (categorical: (n, length) long) and states."""
-        _check_int("n", n, 1)
-        _check_int("length", length, 0)
+        check_int("n", n, 1)
+        check_int("length", length, 0)
+        check_work("n", n * length, MAX_SAMPLE_STEPS, "steps (n x length)")
+        check_work("n", n * length * (self.n_features or 1), MAX_VALUES, "values (n x length x features)")
         device = self.start_logits.device
-        gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        gen = generator(seed, device)
         start_cdf = self.startprob.double().cumsum(0)
         trans_cdf = self.transmat.double().cumsum(1)
         u = torch.rand(n, length, generator=gen, device=device, dtype=torch.float64)

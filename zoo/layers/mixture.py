@@ -37,6 +37,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from zoo.checks import MAX_VALUES, as_tensor, check_choice, check_float, check_int, check_work, generator
 from zoo.layers._fast import LOG2E as _LOG2E
 from zoo.layers._fast import exp2_cut, logsumexp, softmax
 
@@ -57,15 +58,10 @@ class GaussianMixture(nn.Module):
 
     def __init__(self, n_components: int, n_features: int, covariance_type: str = "full", reg_covar: float = 1e-6):
         super().__init__()
-        for name, value in [("n_components", n_components), ("n_features", n_features)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be >= 0, got {reg_covar!r}")
+        n_components, n_features = check_int("n_components", n_components, 1), check_int("n_features", n_features, 1)
+        check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
         self.n_components, self.n_features = n_components, n_features
-        self.covariance_type, self.reg_covar = covariance_type, float(reg_covar)
+        self.covariance_type, self.reg_covar = covariance_type, check_float("reg_covar", reg_covar, 0)
         k, d = n_components, n_features
         self.logits = nn.Parameter(torch.zeros(k))  # log pi_k up to a constant
         self.means = nn.Parameter(torch.randn(k, d))
@@ -201,17 +197,22 @@ class GaussianMixture(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, return_components: bool = False):
         """n samples (n, D); with ``return_components`` also their components (n,). Same seed, same samples."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        gen = None if seed is None else torch.Generator(self.means.device).manual_seed(seed)
+        check_int("n", n, 1)
+        check_work("n", n * self.n_features, MAX_VALUES, "values (n x n_features)")
+        gen = generator(seed, self.means.device)
         comp = torch.multinomial(self.weights, n, replacement=True, generator=gen)  # (n,)
         z = torch.randn(n, self.n_features, generator=gen, dtype=self.means.dtype, device=self.means.device)
         p = self.precisions_cholesky
         if self.covariance_type in ("full", "tied"):
             eye = torch.eye(self.n_features, dtype=p.dtype, device=p.device)
             p_inv = torch.linalg.solve_triangular(p, eye.expand_as(p), upper=True)  # z P^-1 has covariance Sigma
-            p_inv = p_inv[comp] if self.covariance_type == "full" else p_inv.expand(n, -1, -1)
-            x = (z.unsqueeze(1) @ p_inv).squeeze(1)  # (n, D)
+            if self.covariance_type == "tied":
+                x = z @ p_inv
+            else:  # component by component: never an (n, D, D) stack of factors
+                x = torch.empty_like(z)
+                for k in comp.unique().tolist():
+                    rows = comp == k
+                    x[rows] = z[rows] @ p_inv[k]
         else:
             scale = 1 / (p if self.covariance_type == "diag" else p.unsqueeze(1))  # (K, D) or (K, 1)
             x = z * scale[comp]
@@ -322,7 +323,7 @@ class GaussianMixture(nn.Module):
         x = self._check(x)
         if len(x) < self.n_components:
             raise ValueError(f"x has {len(x)} samples, fewer than n_components={self.n_components}")
-        gen = torch.Generator(x.device).manual_seed(0 if seed is None else seed)
+        gen = generator(0 if seed is None else seed, x.device)
         if init in ("kmeans++", "kmeans"):
             centers = kmeans_plus_plus(x, self.n_components, gen)
             if init == "kmeans":
@@ -346,7 +347,8 @@ class GaussianMixture(nn.Module):
     def fit(self, x: Tensor | Iterable, max_iter: int = 100, tol: float = 1e-3, init: str | None = "kmeans++",
             batch_size: int | None = None, seed: int | None = None, init_samples: int = 100_000,
             progress: bool = False) -> "GaussianMixture":
-        """EM until the mean log-likelihood per sample improves by less than `tol` (or `max_iter` iterations).
+        """EM until the mean log-likelihood per sample improves by less than `tol` (or `max_iter` iterations; a
+        negative `tol` runs them all).
 
         `x` is a tensor (N, D) or, for data larger than memory, a re-iterable of batches (a DataLoader;
         a batch may be a tensor or a tuple whose first item is x). Each iteration streams over the
@@ -355,8 +357,8 @@ class GaussianMixture(nn.Module):
         (e.g. from ``from_params``); otherwise see ``initialize``, run on the first `init_samples` rows.
         Records ``history`` (mean log-likelihood per sample before each M-step) and ``converged``.
         """
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        check_int("max_iter", max_iter, 1)
+        check_float("tol", tol)  # negative: every iteration runs
         batches = self._batches(x, batch_size)
         if init is not None:
             self.initialize(_first_rows(batches, init_samples), init=init, seed=seed)
@@ -379,7 +381,7 @@ class GaussianMixture(nn.Module):
         return self
 
     def _batches(self, x: Tensor | Iterable, batch_size: int | None) -> "_Batches":
-        if isinstance(x, Tensor):
+        if _is_table(x):
             x = self._check(x)
             if len(x) < self.n_components:
                 raise ValueError(f"x has {len(x)} samples, fewer than n_components={self.n_components}")
@@ -392,17 +394,21 @@ class GaussianMixture(nn.Module):
     # -- input checks --------------------------------------------------------------------------
 
     def _check(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(x)
+        x = as_tensor("x", x, dtype=self.means.dtype, device=self.means.device)
         if x.dim() != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"x must have shape (N, {self.n_features}), got {tuple(x.shape)}")
-        x = x.to(self.means.dtype)
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf: expected finite values")
         return x
 
     def extra_repr(self) -> str:
         return f"{self.n_components}, {self.n_features}, covariance_type={self.covariance_type!r}"
+
+
+def _is_table(x: Any) -> bool:
+    """Whether `x` is one table of rows (a tensor, an array, nested lists of numbers), not an iterable of batches."""
+    if isinstance(x, Tensor) or hasattr(x, "__array__"):
+        return True
+    first = x[0] if isinstance(x, (list, tuple)) and x else None
+    return isinstance(first, (int, float)) or (isinstance(first, (list, tuple)) and not (first and isinstance(first[0], Tensor)))
 
 
 class _Batches:

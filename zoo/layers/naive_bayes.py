@@ -31,15 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.checks import MAX_VALUES, as_tensor, check_int, check_work, generator
 from zoo.layers._fast import logsumexp, softmax
 
 Stats = dict[str, Tensor]
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 def _to_torch(x: Any) -> Tensor:
@@ -53,7 +48,7 @@ def _to_torch(x: Any) -> Tensor:
         csr.sum_duplicates()  # canonical: sorted columns, no repeated entries (a no-op when already so)
         return _csr(torch.from_numpy(csr.indptr), torch.from_numpy(csr.indices), torch.from_numpy(csr.data),
                     csr.shape)
-    x = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    x = as_tensor("x", x, finite=False)  # finiteness is checked on the stored values, sparse or dense
     if x.layout == torch.sparse_coo:  # CSR products are ~15x faster than COO ones on CPU
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -81,8 +76,8 @@ class BaseNaiveBayes(nn.Module):
 
     def __init__(self, num_classes: int, n_features: int, fit_prior: bool = True):
         super().__init__()
-        self.num_classes = _positive_int("num_classes", num_classes, 2)
-        self.n_features = _positive_int("n_features", n_features)
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        self.n_features = check_int("n_features", n_features, 1)
         self.fit_prior = bool(fit_prior)
         self.class_logits = nn.Parameter(torch.zeros(num_classes))  # log p(y) up to a constant
         self.register_buffer("class_count", torch.zeros(num_classes, dtype=torch.float64))
@@ -102,10 +97,10 @@ class BaseNaiveBayes(nn.Module):
 
     def _check_labels(self, labels: Any, n: int) -> Tensor:
         """`labels` (one class or n classes, any integer array) as a (n,) long tensor."""
-        y = torch.as_tensor(labels, device=self.class_logits.device)
+        y = as_tensor("labels", labels, device=self.class_logits.device)
         if y.dim() == 0:
             y = y.expand(n)
-        if y.shape != (n,) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        if y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
             raise ValueError(f"labels must be {n} integer class labels, got shape {tuple(y.shape)} of {y.dtype}")
         if n and (y.min() < 0 or y.max() >= self.num_classes):
             raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {y.min().item()}..{y.max().item()}")
@@ -192,8 +187,9 @@ class BaseNaiveBayes(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, labels: Any = None, seed: int | None = None, **kwargs: Any) -> Tensor:
         """n feature vectors (n, D) drawn from p(x | y); labels: a class, n classes, or None (drawn from p(y))."""
-        _positive_int("n", n)
-        gen = None if seed is None else torch.Generator(self.class_logits.device).manual_seed(seed)
+        check_int("n", n, 1)
+        check_work("n", n * self.n_features, MAX_VALUES, "feature values")
+        gen = generator(seed, self.class_logits.device)
         if labels is None:
             labels = torch.multinomial(torch.softmax(self.class_logits.float(), 0), n, replacement=True, generator=gen)
         return self._sample_features(self._check_labels(labels, n), gen, **kwargs)
@@ -350,7 +346,7 @@ class MultinomialNaiveBayes(_CountNaiveBayes):
         return (torch.lgamma(total + 1) - per_value).to(self.feature_logits.dtype)
 
     def _sample_features(self, y: Tensor, gen: torch.Generator | None, total_count: int = 100) -> Tensor:
-        _positive_int("total_count", total_count)
+        check_int("total_count", total_count, 1)
         probs = torch.softmax(self.feature_logits.float(), 1)[y]  # (n, D)
         draws = torch.multinomial(probs, total_count, replacement=True, generator=gen)  # (n, total) feature ids
         return torch.zeros(len(y), self.n_features, device=probs.device).scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float32))
@@ -410,7 +406,7 @@ class CategoricalNaiveBayes(BaseNaiveBayes):
     def __init__(self, num_classes: int, n_features: int, n_categories: int, alpha: float = 1.0,
                  fit_prior: bool = True):
         super().__init__(num_classes, n_features, fit_prior)
-        self.n_categories = _positive_int("n_categories", n_categories, 2)
+        self.n_categories = check_int("n_categories", n_categories, 2)
         if not alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)

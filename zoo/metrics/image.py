@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.checks import as_tensor
 from zoo.metrics.features import ClassifierFeatures, check_extractor
 
 #: the largest number of generated samples a metric call draws (memory and time stay bounded)
@@ -163,13 +164,14 @@ def generate(model: nn.Module, n: int, seed: int = 0, batch_size: int | None = N
 
 @torch.no_grad()
 def generator_metrics(model: nn.Module, real: Tensor, extractor: str | nn.Module | None = None, n: int = 2000, seed: int = 0,
-                      sample_kwargs: dict[str, Any] | None = None, metrics: ImageMetrics | None = None) -> dict[str, float]:
+                      sample_kwargs: dict[str, Any] | None = None, metrics: ImageMetrics | None = None,
+                      progress: bool | None = None) -> dict[str, float]:
     """FID/KID/IS of `n` seeded samples of `model` against the `real` images (N, C, H, W) in [0, 1].
 
     Conditional models (``num_classes``) are sampled class-balanced and also get ``cond_acc``, the
     fraction of samples the feature extractor (a classifier of the same classes) assigns to the requested label.
     """
-    images, labels = generate(model, n, seed, sample_kwargs=sample_kwargs)
+    images, labels = generate(model, n, seed, sample_kwargs=sample_kwargs, progress=progress)
     out = compare(images, real, extractor, metrics, seed)
     if labels is not None and extractor is not None:
         out["cond_acc"] = conditional_accuracy(images, labels, extractor)
@@ -183,6 +185,10 @@ def conditional_accuracy(images: Tensor, labels: Tensor, classifier: str | nn.Mo
     from zoo.metrics.features import load_extractor
 
     classifier = load_extractor(classifier) if isinstance(classifier, str) else classifier
+    images, labels = as_tensor("images", images), as_tensor("labels", labels)
+    if images.dim() != 4 or labels.shape != (len(images),):
+        raise ValueError(f"images must be a batch (N, C, H, W) with one of labels (N,) each, got {tuple(images.shape)} "
+                         f"and {tuple(labels.shape)}")
     predicted = torch.cat([classifier.predict(batch) for batch in _batches(images)]).cpu()
     return float((predicted == labels.cpu()).float().mean())
 

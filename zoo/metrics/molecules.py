@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.checks import check_int
+
 #: bumped whenever a change alters a cached statistic, so old cache files are recomputed rather than trusted
 METRICS_VERSION = 1
 MORGAN_RADIUS, MORGAN_BITS = 2, 1024
@@ -151,6 +153,7 @@ def fraction_unique(smiles: Sequence[str], k: int | None = None, check_validity:
     unless not `check_validity`, where they count as one more distinct value, as in MOSES."""
     smiles = _check_smiles("smiles", smiles, MAX_GENERATED)
     if k is not None:
+        check_int("k", k, 1)
         if len(smiles) < k:
             warnings.warn(f"unique@{k} computed on only {len(smiles)} molecules", stacklevel=2)
         smiles = smiles[:k]

@@ -96,18 +96,21 @@ def describe(images: Tensor, labels: Tensor, seed: int = 0) -> list[str]:
 @torch.no_grad()
 def prompt_metrics(model, real: Tensor, labels: Tensor, extractor: str | torch.nn.Module, *, n: int = 2000,
                    seed: int = 0, sample_kwargs: dict[str, Any] | None = None,
-                   metrics: ImageMetrics | None = None) -> dict[str, float]:
+                   metrics: ImageMetrics | None = None, progress: bool | None = None) -> dict[str, float]:
     """FID/KID/IS of `n` images prompted with the descriptions of the `real` images (cycled) against them."""
     prompts = describe(real, labels, seed)
     prompts = [prompts[i % len(prompts)] for i in range(n)]
-    return compare(draw(model, prompts, seed, sample_kwargs), real, extractor, metrics, seed)
+    return compare(draw(model, prompts, seed, sample_kwargs, progress), real, extractor, metrics, seed)
 
 
 def text_to_image_metrics(model, real: Tensor, labels: Tensor, train: Tensor, extractor: str, *, n: int = 2000,
-                          seed: int = 0, sample_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
-    """What ``genzoo eval`` reports for a text-to-image model: faithfulness, FID/KID/IS and the floor (floor_*)."""
-    out = faithfulness(model, extractor, seed=seed, sample_kwargs=sample_kwargs)
-    out.update(prompt_metrics(model, real, labels, extractor, n=n, seed=seed, sample_kwargs=sample_kwargs))
+                          seed: int = 0, sample_kwargs: dict[str, Any] | None = None,
+                          progress: bool | None = None) -> dict[str, float]:
+    """What ``genzoo eval`` reports for a text-to-image model: faithfulness, FID/KID/IS and the floor (floor_*);
+    `progress`: the sampling bars (None: on a terminal)."""
+    out = faithfulness(model, extractor, seed=seed, sample_kwargs=sample_kwargs, progress=progress)
+    out.update(prompt_metrics(model, real, labels, extractor, n=n, seed=seed, sample_kwargs=sample_kwargs,
+                              progress=progress))
     out.update({f"floor_{k}": v for k, v in real_data_floor(train, real, extractor, seed=seed).items()})
     return dict(sorted(out.items()))
 

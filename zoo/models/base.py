@@ -7,6 +7,8 @@ Its init arguments are its config: subclasses record them with ``self.init_args`
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from zoo import hub
-from zoo.checks import check_args
+from zoo.checks import as_tensor, check_args, check_int, generator
 from zoo.models import contract
 from zoo.models.contract import Option
 
@@ -80,6 +82,24 @@ class GenerativeModel(nn.Module):
     max_samples: ClassVar[int] = 100_000
     #: classes of a class-conditional model (set in __init__), None for an unconditional one
     num_classes: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each family's constructor first checks its arguments against its annotated signature (``check_args``:
+        a str or NaN where a number belongs is one line naming the argument), before its own range checks."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def checked(self, *args: Any, **kw: Any) -> None:
+            if type(self).__init__ is checked:  # the outermost constructor: the user's arguments
+                bound = signature.bind(self, *args, **kw).arguments
+                check_args(init, {k: v for k, v in bound.items() if k != "self"}, cls.__name__)
+            init(self, *args, **kw)
+
+        cls.__init__ = checked
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -211,9 +231,7 @@ class GenerativeModel(nn.Module):
 
     def _check_n(self, n: int) -> int:
         self._check_built()
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.max_samples:
-            raise ValueError(f"n must be an integer in 1..{self.max_samples}, got {n!r}")
-        return n
+        return check_int("n", n, 1, self.max_samples)
 
     def check_labels(self, labels: Any, n: int, *, required: bool = False) -> torch.Tensor | None:
         """labels as a (n,) long tensor in [0, num_classes), or None for an unconditional call."""
@@ -223,10 +241,10 @@ class GenerativeModel(nn.Module):
             return None
         if not self.num_classes:
             raise ValueError(f"labels were given, but this {type(self).__name__} is unconditional (num_classes=None)")
-        labels = torch.as_tensor(labels, device=self.device)
+        labels = as_tensor("labels", labels, device=self.device)
         if labels.dim() == 0:
             labels = labels.expand(n)
-        if labels.is_floating_point() or labels.is_complex() or labels.shape != (n,):
+        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (n,):
             raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
@@ -234,11 +252,7 @@ class GenerativeModel(nn.Module):
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator seeded with `seed` on the model's device, or None (global RNG)."""
-        if seed is None:
-            return None
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return generator(seed, self.device)
 
     # -- the Hub format --------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.checks import check_int
+from zoo.checks import check_images, check_int
 from zoo.models.base import GenerativeModel, image_data_args
 
 
@@ -68,15 +68,8 @@ class DigitsClassifier(GenerativeModel):
         return {**image_data_args(spec, {}), "num_classes": spec.num_classes}
 
     def check_images(self, x: Tensor, name: str = "x") -> Tensor:
-        """x as a float (N, C, H, W) batch on the model's device; a single (C, H, W) image becomes a batch of one."""
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of images, got {type(x).__name__}")
-        if x.dim() == 3:
-            x = x.unsqueeze(0)
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or len(x) == 0:
-            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.image_shape))}) with N >= 1, "
-                             f"got {tuple(x.shape)}")
-        return x.to(self.device, torch.get_default_dtype())
+        """x as a float (N, C, H, W) batch in [0, 1] on the model's device; one (C, H, W) image becomes a batch of one."""
+        return check_images(name, x, self.image_shape, device=self.device)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate activations, (N, num_features): what FID and KID compare."""

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.checks import check_int
+from zoo.checks import as_tensor, check_int, check_vectors
 from zoo.layers.ema import ema_update
 from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
 from zoo.models.contract import LABELS
@@ -182,12 +182,11 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images (N, C, H, W) in [0, 1] from latents z (N, latent_dim), by the EMA generator."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+        z = check_vectors("z", z, self.latent_dim, device=self.device)
         labels = self.check_labels(labels, len(z))
         if labels is None and self.num_classes:
             raise ValueError(f"labels are required: this GAN is conditional on {self.num_classes} classes")
-        return (self.generator_ema(z.to(self.device), labels) + 1) / 2
+        return (self.generator_ema(z, labels) + 1) / 2
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int | None, labels: Tensor | None) -> Tensor:
@@ -206,11 +205,13 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def interpolate(self, z0: Tensor, z1: Tensor, steps: int = 8, labels: int | None = None) -> Tensor:
         """Images at `steps` points on the line from latent z0 to z1 (each (latent_dim,)), (steps, C, H, W)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 1000:
-            raise ValueError(f"steps must be an integer in 2..1000, got {steps!r}")
+        check_int("steps", steps, 2, 1000)
+        ends = []
         for name, z in (("z0", z0), ("z1", z1)):
-            if not isinstance(z, Tensor) or z.shape != (self.latent_dim,):
-                raise ValueError(f"{name} must be a tensor of shape ({self.latent_dim},), got {getattr(z, 'shape', z)!r}")
+            z = as_tensor(name, z, dtype=torch.get_default_dtype(), device=self.device)
+            if z.shape != (self.latent_dim,):
+                raise ValueError(f"{name} must be one latent of shape ({self.latent_dim},), got {tuple(z.shape)}")
+            ends.append(z)
         t = torch.linspace(0, 1, steps, device=self.device)[:, None]
-        z = torch.lerp(z0.to(self.device)[None], z1.to(self.device)[None], t)  # (steps, latent)
+        z = torch.lerp(ends[0][None], ends[1][None], t)  # (steps, latent)
         return self.generate(z, None if labels is None else self.check_labels(labels, steps))

@@ -25,8 +25,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from zoo.checks import check_int
-from zoo.layers.mixture import GaussianMixture
+from zoo.checks import as_tensor, check_choice, check_float, check_int, check_range, generator
+from zoo.layers.mixture import COVARIANCE_TYPES, GaussianMixture
 from zoo.models.base import FROM_DATA, GenerativeModel
 from zoo.models.contract import ESTIMATE_SEED, PerInstance
 
@@ -52,6 +52,9 @@ class GMM(GenerativeModel):
                  levels: int | Literal["data"] | None = FROM_DATA, eval_draws: int = 64):
         """With neither `image_shape` nor `n_features` given, both come from the data (images or a table), and
         ``levels: data`` takes the data's pixel levels (None: continuous values)."""
+        check_int("n_components", n_components, 1, 100_000)
+        check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
+        check_float("reg_covar", reg_covar, 0)
         if image_shape is not None:
             image_shape = [int(s) for s in image_shape]
             if not image_shape or min(image_shape) < 1:
@@ -96,10 +99,12 @@ class GMM(GenerativeModel):
     def _flatten(self, x: Tensor) -> Tensor:
         """(N, *image_shape) or (N, D) -> (N, D) in the mixture's dtype."""
         d = self.mixture.n_features
-        if not isinstance(x, Tensor) or x.dim() < 2 or math.prod(x.shape[1:]) != d:
-            raise ValueError(f"x must have shape (N, {self.image_shape or d}) with {d} values per sample, "
-                             f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        return x.reshape(len(x), d).to(self.mixture.means.dtype)
+        x = as_tensor("x", x, dtype=self.mixture.means.dtype, device=self.mixture.means.device)
+        if x.dim() < 2 or math.prod(x.shape[1:]) != d or len(x) == 0:
+            raise ValueError(f"x must have shape (N, {self.image_shape or d}) with N >= 1 and {d} values per sample, "
+                             f"got {tuple(x.shape)}")
+        x = x.reshape(len(x), d)
+        return check_range("x", x, 0, 1, "pixel values") if self.image_shape else x
 
     def _dequantise(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
         """Discrete x in [0, 1] -> y = (level + u) / levels with u ~ U[0, 1); continuous x unchanged."""
@@ -142,5 +147,5 @@ class GMM(GenerativeModel):
 
     def initialize(self, x: Tensor, init: str = "kmeans", seed: int = 0) -> None:
         """k-means (k-means++ seeding + Lloyd) on x, with seeded dequantisation: the same on every process."""
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        gen = generator(seed, x.device)
         self.mixture.initialize(self._dequantise(self._flatten(x), gen), init=init, seed=seed)

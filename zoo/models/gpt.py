@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.checks import check_int
+from zoo.checks import check_float, check_int, check_work
 from zoo.models import contract
 from zoo.models.base import GenerativeModel
 from zoo.models.contract import Option
@@ -72,6 +72,12 @@ class RMSNorm(nn.Module):
             return _RMSNormFunction.apply(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
+
+#: temperatures below this decode greedily: the token ratios at 1e-4 are exp(-1e4 x logit gap), greedy in effect,
+#: and 1/temperature (folded into the head) would overflow float32 near 1e-38
+GREEDY_BELOW = 1e-4
+#: the most characters one ``log_prob`` call scores (all of tinyshakespeare fits): a cap on its time
+MAX_SCORED_CHARS = 2 ** 21
 
 #: torch's one-kernel RMSNorm forward (it returns rstd too), which ``_RMSNormFunction`` needs (recent torch only)
 _FUSED_RMS_NORM = hasattr(torch.ops.aten, "_fused_rms_norm")
@@ -221,7 +227,7 @@ class GPT(GenerativeModel):
     conditions = (Option("prompt", str, "", help="the text to continue; empty: start from a newline"),)
     sample_options = (
         Option("max_new_tokens", int, 200, low=1, high="max_new_tokens_cap", help="new tokens per text"),
-        Option("temperature", float, 1.0, low=0, help="0 = greedy"),
+        Option("temperature", float, 1.0, low=0, help="0 (or below 1e-4) = greedy"),
         Option("top_k", int, None, low=1, help="keep the k likeliest tokens"),
         Option("top_p", float, None, low=0, high=1, open_low=True,
                help="nucleus: keep the likeliest tokens whose probability adds up to p"),
@@ -240,10 +246,10 @@ class GPT(GenerativeModel):
         if n_embd % n_head or (n_embd // n_head) % 2:
             raise ValueError(f"n_embd ({n_embd}) must be n_head ({n_head}) times an even head size (rotary "
                              f"embeddings rotate pairs)")
-        if not 0 <= dropout < 1:
+        if not (check_float("dropout", dropout, 0, 1) < 1):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not rope_theta > 1:
-            raise ValueError(f"rope_theta must be > 1, got {rope_theta!r}")
+        check_float("rope_theta", rope_theta, 1, open_low=True)
+        check_float("rms_norm_eps", rms_norm_eps, 0, 1, open_low=True)
         super().__init__(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                          n_head=n_head, intermediate_size=intermediate_size, dropout=dropout,
                          rms_norm_eps=rms_norm_eps, rope_theta=rope_theta)
@@ -351,9 +357,10 @@ class GPT(GenerativeModel):
         when the prompt is empty; prompt and text are tokenized apart). A text longer than the window is
         scored in windows that slide by half a window. For sequences that end (molecules) the text's ``<eos>``
         is scored too: log p(SMILES) is that of the whole molecule."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts or not all(isinstance(t, str) and t for t in texts):
-            raise ValueError("texts must be a non-empty str or a non-empty list of non-empty str")
+        texts = [texts] if isinstance(texts, str) else list(texts) if isinstance(texts, (list, tuple)) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            raise ValueError(f"texts must be a non-empty str or a non-empty list of non-empty str, got {texts!r:.80}")
+        check_work("texts", sum(map(len, texts)), MAX_SCORED_CHARS, "characters to score in one call")
         context, end = self.encode(prompt), ([self.end_id] if self.end_id is not None else [])
         out = []
         for text in texts:
@@ -379,10 +386,12 @@ class GPT(GenerativeModel):
     # -- generation --------------------------------------------------------------------------
 
     def _check_generation(self, max_new_tokens: int, temperature: float, top_k: int | None,
-                          top_p: float | None) -> None:
-        """The generation settings against the declared sampling options (their types and ranges)."""
-        contract.check_options(self, "generate", dict(max_new_tokens=max_new_tokens, temperature=temperature,
-                                                      top_k=top_k, top_p=top_p), self.sample_options)
+                          top_p: float | None) -> float:
+        """The generation settings against the declared sampling options (their types and ranges); returns the
+        temperature to decode with: below ``GREEDY_BELOW`` it is 0 (greedy), where 1/temperature would overflow."""
+        values = contract.check_options(self, "generate", dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                               top_k=top_k, top_p=top_p), self.sample_options)
+        return 0.0 if values["temperature"] < GREEDY_BELOW else values["temperature"]
 
     def _prompt_batch(self, prompts: str | Sequence[str]) -> tuple[list[list[int]], bool]:
         single = isinstance(prompts, str)
@@ -403,7 +412,7 @@ class GPT(GenerativeModel):
         2. each step: pick a token from the last logits, feed it at the next position (``_Decoder.step``);
         3. when the window is full, rebuild the cache from the last half window (see the module docstring).
         """
-        self._check_generation(max_new_tokens, temperature, top_k, top_p)
+        temperature = self._check_generation(max_new_tokens, temperature, top_k, top_p)
         gen = self._generator(seed)
         B, W, dev = len(prompts), self.n_positions, self.device
         lengths = [len(p) for p in prompts]
@@ -537,7 +546,7 @@ class GPT(GenerativeModel):
         3): 142 molecules/s decoding every row in float32, 193 dropping rows, 380 decoding every row in
         bfloat16, 474 doing both (``drop_share`` 1/8; 1/4 and 1/2 measured within the noise of it).
         """
-        self._check_generation(max_new_tokens, temperature, top_k, top_p)
+        temperature = self._check_generation(max_new_tokens, temperature, top_k, top_p)
         gen = self._generator(seed)
         B, dev, end = len(ids), self.device, self.end_id
         drop_share = self.drop_share if drop_share is None else drop_share

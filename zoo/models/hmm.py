@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo.checks import check_float, check_int, check_work
 from zoo.layers.hmm import HiddenMarkovModel
 from zoo.models import contract
 from zoo.models.base import GenerativeModel
@@ -57,6 +58,12 @@ class HMM(GenerativeModel):
             n_symbols = len(vocab)
         if end is not None and (not isinstance(end, str) or len(end) != 1 or vocab is None or end not in vocab):
             raise ValueError(f"end must be one character of vocab, got {end!r}")
+        check_int("n_states", n_states, 1, 100_000)
+        check_int("n_mix", n_mix, 1, 1000)
+        check_float("reg_covar", reg_covar, 0)
+        for name, value in (("n_features", n_features), ("n_symbols", n_symbols)):
+            if value is not None:
+                check_int(name, value, 1, 1 << 24)
         super().__init__(n_states=n_states, emission=emission, n_features=n_features, n_symbols=n_symbols,
                          covariance_type=covariance_type, n_mix=n_mix, reg_covar=reg_covar, vocab=vocab, end=end)
         self.vocab, self.end = vocab, end
@@ -112,6 +119,7 @@ class HMM(GenerativeModel):
         if isinstance(x, str):
             x = [x]
         if isinstance(x, (list, tuple)) and x and all(isinstance(s, str) for s in x):
+            check_work("x", sum(map(len, x)), self.hmm.max_steps, "characters in one call")
             return [self.encode(s + (self.end or "")) for s in x]
         return x
 
@@ -123,8 +131,10 @@ class HMM(GenerativeModel):
 
     @torch.no_grad()
     def nll_per_char(self, text: str) -> float:
-        """-log p(text) / len(text) in nats, the whole text as one sequence."""
-        return -self.log_prob(text).item() / max(len(text), 1)
+        """-log p(text) / len(text) in nats, the whole text as one sequence (an empty text has no rate: refused)."""
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"text must be a non-empty str, got {text!r:.80}")
+        return -self.log_prob(text).item() / len(text)
 
     def _sample(self, n: int, *, seed: int | None, length: int) -> list[str] | Tensor:
         """n sequences of `length` steps: strings when the model has a vocabulary (each cut before its first

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from zoo.checks import check_int
+from zoo.checks import as_tensor, check_int, check_range
 from zoo.layers import naive_bayes as layers
 from zoo.models.base import GenerativeModel
 from zoo.models.contract import LABELS
@@ -81,13 +81,13 @@ class NaiveBayes(GenerativeModel):
     def _features(self, x: Tensor) -> Tensor:
         """Images (N, *image_shape) in [0, 1] -> the layer's features (N, D)."""
         d = self.nb.n_features
-        if not isinstance(x, Tensor) or x.dim() < 2 or math.prod(x.shape[1:]) != d:
-            raise ValueError(f"x must have shape (N, {self.image_shape}), got "
-                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        x = x.reshape(len(x), d)
+        x = as_tensor("x", x, dtype=self.nb.class_logits.dtype, device=self.nb.class_logits.device)
+        if x.dim() < 2 or math.prod(x.shape[1:]) != d or len(x) == 0:
+            raise ValueError(f"x must have shape (N, {self.image_shape}) with N >= 1, got {tuple(x.shape)}")
+        x = check_range("x", x.reshape(len(x), d), 0, 1, "pixel values")
         if self.kind in ("categorical", "multinomial"):
-            return (x.clamp(0, 1) * (self.levels - 1)).round().long()
-        return x.to(self.nb.class_logits.dtype)
+            return (x * (self.levels - 1)).round().long()
+        return x
 
     # -- the generative API ----------------------------------------------------------------------
 

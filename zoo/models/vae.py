@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.checks import check_int
+from zoo.checks import check_images, check_int, check_vectors, check_work
 from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
 from zoo.models.contract import ESTIMATE_SEED, LABELS, Option
 
@@ -68,7 +68,9 @@ class Decoder(nn.Module):
 # -- the model ---------------------------------------------------------------------------------
 
 #: importance samples of the IWAE estimate of log p(x) (more: tighter and slower)
-IWAE_K = Option("k", int, 1000, low=1, help="importance samples of the IWAE estimate")
+IWAE_K = Option("k", int, 1000, low=1, high=100_000, help="importance samples of the IWAE estimate")
+#: a cap on one log_prob call's decoder passes (images x k x classes summed over): minutes, not days
+MAX_DECODES = 10 ** 7
 
 
 class VAE(GenerativeModel):
@@ -109,18 +111,14 @@ class VAE(GenerativeModel):
     # -- input checks ----------------------------------------------------------------------
 
     def check_images(self, x: Tensor, name: str = "x") -> Tensor:
-        """x as a float (N, C, H, W) batch in [0, 1]; a single (C, H, W) image becomes a batch of one."""
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of images, got {type(x).__name__}")
-        if x.dim() == len(self.image_shape):
-            x = x.unsqueeze(0)
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or len(x) == 0:
-            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.image_shape))}) with N >= 1, "
-                             f"got {tuple(x.shape)}")
-        x = x.to(self.device, torch.get_default_dtype()) if not x.is_floating_point() else x.to(self.device)
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{name} must hold finite pixel values in [0, 1] (level / {self.levels - 1}), "
-                             f"got range [{x.min().item():.3g}, {x.max().item():.3g}]")
+        """x as a float (N, C, H, W) batch in [0, 1] (level / (levels - 1)); one (C, H, W) image becomes a batch of one."""
+        return check_images(name, x, self.image_shape, device=self.device)
+
+    def _one_image(self, x: Tensor, name: str) -> Tensor:
+        """One image as a batch of one; a batch of several is refused (which of them was meant?)."""
+        x = self.check_images(x, name)
+        if len(x) != 1:
+            raise ValueError(f"{name} must be one image {self.image_shape}, got a batch of {len(x)}")
         return x
 
     def _with_label(self, t: Tensor, labels: Tensor | None) -> Tensor:
@@ -144,6 +142,7 @@ class VAE(GenerativeModel):
 
     def decode(self, z: Tensor, labels: Any = None) -> Tensor:
         """The mean image E[x|z] in [0, 1], (N, C, H, W)."""
+        z = check_vectors("z", z, self.latent_dim, device=self.device)
         labels = self.check_labels(labels, len(z), required=True)
         probs = self.decoder_logits(z, labels).softmax(dim=2)
         grey = torch.linspace(0, 1, self.levels, device=z.device, dtype=probs.dtype)
@@ -157,10 +156,9 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def interpolate(self, x0: Tensor, x1: Tensor, steps: int = 8, labels: int | None = None) -> Tensor:
         """Decode `steps` points on the line between the latent means of two images, (steps, C, H, W)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 1000:
-            raise ValueError(f"steps must be an integer in 2..1000, got {steps!r}")
-        z0, _ = self.encode(self.check_images(x0, "x0")[:1], labels)
-        z1, _ = self.encode(self.check_images(x1, "x1")[:1], labels)
+        check_int("steps", steps, 2, 1000)
+        z0, _ = self.encode(self._one_image(x0, "x0"), labels)
+        z1, _ = self.encode(self._one_image(x1, "x1"), labels)
         t = torch.linspace(0, 1, steps, device=z0.device)[:, None]
         return self.decode(torch.lerp(z0, z1, t), labels)
 
@@ -201,6 +199,8 @@ class VAE(GenerativeModel):
         x = self.check_images(x)
         k = IWAE_K.check(k, "VAE.log_prob")
         labels = self.check_labels(labels, len(x))
+        classes = self.num_classes if labels is None and self.num_classes else 1
+        check_work("k", len(x) * k * classes, MAX_DECODES, "decoder passes (images x k x classes)")
         if labels is None and self.num_classes:  # the same noise for every class: seeded calls add up exactly
             per_class = torch.stack([self._iwae(x, torch.full((len(x),), c, device=x.device), k, self._generator(seed))
                                      for c in range(self.num_classes)], dim=1)  # (N, classes)
