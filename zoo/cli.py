@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--scale", type=int, default=4, help="pixel upscaling factor (default 4)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="a progress bar on stderr over the "
-                   "sampling steps, for models that have one (diffusion); default: on a terminal")
+                   "sampling steps, for models that have one (diffusion, GPT); default: on a terminal")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="print a model's test metrics",

@@ -282,7 +282,7 @@ def test_dropping_ended_rows_changes_no_token(smiles_gpt, drop_share):
 
 def test_sample_drops_ended_rows_and_repeats_with_a_seed(smiles_gpt, monkeypatch):
     model, end, ended, calls = smiles_gpt, smiles_gpt.end_id, smiles_gpt._ended, []
-    monkeypatch.setattr(model, "_ended", lambda ids, *args: calls.append(len(ids)) or ended(ids, *args))
+    monkeypatch.setattr(model, "_ended", lambda ids, *args, **kw: calls.append(len(ids)) or ended(ids, *args, **kw))
     out = model.sample(6, seed=0, max_new_tokens=31)
     assert out == model.sample(6, seed=0, max_new_tokens=31) and calls == [6, 6]
     assert out == [model.decode(row) for row in ended_reference(model, [model.encode("")] * 6, 31, seed=0)]

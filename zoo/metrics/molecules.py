@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from zoo.checks import check_int
+from zoo.models.contract import progress_bar
 
 #: bumped whenever a change alters a cached statistic, so old cache files are recomputed rather than trusted
 METRICS_VERSION = 1
@@ -110,20 +111,11 @@ def canonical(smiles: str) -> str | None:
         return None if mol is None else _chem().MolToSmiles(mol)
 
 
-def _bar(items: Iterable, desc: str, progress: bool | None, total: int | None = None):
-    """tqdm over `items`: always if `progress`, never if False, on a terminal only if None."""
-    if progress is False:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, total=total, leave=False, disable=None if progress is None else False)
-
-
 def _canonicals(smiles: Sequence[str], progress: bool | None) -> list[str | None]:
     with _quiet():
         Chem = _chem()
         out = []
-        for s in _bar(smiles, "canonical SMILES", progress):
+        for s in progress_bar(smiles, progress, "canonical SMILES"):
             mol = _mol(s)
             out.append(None if mol is None else Chem.MolToSmiles(mol))
         return out
@@ -200,7 +192,7 @@ def _tanimoto_blocks(gen: np.ndarray, ref: np.ndarray, progress: bool | None, de
     (up to 1024 rows of gen, 8192 of ref), as float32 matrix products on `device` (exact: the counts are
     integers below 2^24): |a & b| / (|a| + |b| - |a & b|)."""
     n_blocks = math.ceil(len(ref) / _CHUNK_REF) * math.ceil(len(gen) / _CHUNK_GEN)
-    bar = _bar(range(n_blocks), desc, progress)
+    bar = progress_bar(range(n_blocks), progress, desc)
     steps = iter(bar)
     buffers = {}  # (G, R) -> two blocks reused in place: fresh 32 MB blocks would cost a quarter of the time
     for r0 in range(0, len(ref), _CHUNK_REF):
@@ -369,7 +361,7 @@ def _features(name: str, smiles: Sequence[str], progress: bool | None, *, proper
     passes, canon = (np.empty(n, bool), []) if generated else (None, None)
     desc = "fingerprints, fragments, scaffolds" + (", properties" if properties else "") + (", filters" if generated else "")
     with _quiet():
-        for i, s in enumerate(_bar(smiles, desc, progress)):
+        for i, s in enumerate(progress_bar(smiles, progress, desc)):
             mol = _mol(s)
             if mol is None:
                 raise ValueError(f"{name}[{i}] is not a valid SMILES: {s!r:.80}; remove invalid SMILES first")
@@ -407,7 +399,7 @@ def _fcd_moments(smiles: Sequence[str], device: str, batch_size: int, progress: 
     fcd = _chemnet(device, batch_size)
     step = 8 * batch_size
     n, shift, total, outer = 0, None, 0.0, 0.0
-    bar = _bar(range(0, len(smiles), step), "FCD (ChemNet)", progress)
+    bar = progress_bar(range(0, len(smiles), step), progress, "FCD (ChemNet)")
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fcd_torch's np.row_stack
         for start in bar:

@@ -206,3 +206,16 @@ def length_bound(model: Any, max_length: int | None) -> dict[str, int]:
     option among ``LENGTH_OPTIONS`` set to it; empty when the model declares none or `max_length` is None."""
     name = next((o.name for o in model.sample_options if o.name in LENGTH_OPTIONS), None)
     return {name: max_length} if name is not None and max_length is not None else {}
+
+
+#: the option every long sampler declares: a tqdm bar on stderr (None: only on a terminal)
+PROGRESS = Option("progress", bool, None, help="a progress bar; default: only on a terminal")
+
+
+def progress_bar(items: Iterable, show: bool | None, desc: str, total: int | None = None) -> Iterable:
+    """tqdm over `items` as ``PROGRESS`` says: always if `show`, never if False, on a terminal only if None."""
+    if show is False:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, total=total, leave=False, disable=None if show is None else False)

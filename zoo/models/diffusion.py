@@ -29,7 +29,7 @@ from zoo.checks import check_int
 from zoo.layers.ema import ema_update
 from zoo.layers.unet import UNet
 from zoo.models.base import GenerativeModel, check_num_classes, image_data_args
-from zoo.models.contract import LABELS, Option
+from zoo.models.contract import LABELS, PROGRESS, Option, progress_bar
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
@@ -99,7 +99,7 @@ class DDPM(GenerativeModel):
         Option("guidance", float, None, low=0, conditional_only=True,
                help="classifier-free guidance scale, 1 = conditional only; default: the model's"),
         Option("sampler", str, "ddim", choices=SAMPLERS, help="ddim: deterministic; ddpm: ancestral"),
-        Option("progress", bool, None, help="a progress bar; default: only on a terminal"),
+        PROGRESS,
     )
 
     data_sizes = ("image_size", "channels")
@@ -261,7 +261,7 @@ class DDPM(GenerativeModel):
     def _chain(self, x: Tensor, timesteps: list[int], cond: Any, guidance: float, eta: float,
                generator: torch.Generator | None, progress: bool | None, desc: str) -> Tensor:
         """``denoise``'s loop, given the condition as the network takes it (``_predict``'s `cond`)."""
-        for i, t in enumerate(_progress(timesteps, progress, desc)):
+        for i, t in enumerate(progress_bar(timesteps, progress, desc)):
             x = self._step(x, t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, cond, guidance, eta, generator)
         return x
 
@@ -277,12 +277,3 @@ class DDPM(GenerativeModel):
         if eta > 0:
             x = x + sigma * torch.randn(x.shape, generator=gen, device=x.device)
         return x
-
-
-def _progress(items: list[int], show: bool | None, desc: str):
-    """tqdm over `items`: always if `show`, never if False, on a terminal only if None."""
-    if show is False:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False, disable=None if show is None else False)

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from zoo.checks import check_float, check_int, check_work
 from zoo.models import contract
 from zoo.models.base import GenerativeModel
-from zoo.models.contract import Option
+from zoo.models.contract import PROGRESS, Option, progress_bar
 
 # -- building blocks ---------------------------------------------------------------------------
 
@@ -231,6 +231,7 @@ class GPT(GenerativeModel):
         Option("top_k", int, None, low=1, help="keep the k likeliest tokens"),
         Option("top_p", float, None, low=0, high=1, open_low=True,
                help="nucleus: keep the likeliest tokens whose probability adds up to p"),
+        PROGRESS,
     )
 
     def __init__(self, vocab_size: int | None = None, n_positions: int = 64, n_embd: int = 128, n_layer: int = 4,
@@ -477,17 +478,19 @@ class GPT(GenerativeModel):
 
     def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
-                 seed: int | None = None) -> str | list[str]:
+                 seed: int | None = None, progress: bool | None = False) -> str | list[str]:
         """The continuation of each prompt (without the prompt): a str for a str, a list for a list.
 
         temperature 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose
         probability reaches p (nucleus). `stop`: a string (or several); each text ends before the first
         occurrence. An empty prompt starts from the start token (a newline). Same seed, same text.
+        `progress`: a bar over the new tokens (None: only on a terminal).
         """
         ids, single = self._prompt_batch(prompts)
         stops = _check_stop(stop)
         if not stops:
-            texts = [self.decode(row) for row in self._generated(ids, max_new_tokens, temperature, top_k, top_p, seed)]
+            texts = [self.decode(row) for row in self._generated(ids, max_new_tokens, temperature, top_k, top_p, seed,
+                                                                 progress)]
         else:
             texts = [""] * len(ids)
             for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, stops):
@@ -506,14 +509,15 @@ class GPT(GenerativeModel):
             if pieces[0]:
                 yield pieces[0]
 
-    def _generated(self, ids, max_new_tokens, temperature, top_k, top_p, seed) -> list[list[int]]:
+    def _generated(self, ids, max_new_tokens, temperature, top_k, top_p, seed, progress=False) -> list[list[int]]:
         """The new tokens of each prompt; for sequences that end, each cut before its ``<eos>``, and decoding
         stops once every sequence has ended."""
         end, T = self.end_id, len(ids[0])
         if end is not None and all(len(p) == T for p in ids) and T + max_new_tokens <= self.n_positions + 1:
-            return self._ended(ids, max_new_tokens, temperature, top_k, top_p, seed)
+            return self._ended(ids, max_new_tokens, temperature, top_k, top_p, seed, progress=progress)
         tokens, ended = [], torch.zeros(len(ids), dtype=torch.bool, device=self.device)
-        for token in self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed):
+        steps = self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed)
+        for token in progress_bar(steps, progress, "sampling tokens", total=max_new_tokens):
             tokens.append(token)
             if end is not None and bool((ended := ended | (token == end)).all()):
                 break
@@ -528,7 +532,7 @@ class GPT(GenerativeModel):
     @torch.inference_mode()
     def _ended(self, ids: list[list[int]], max_new_tokens: int, temperature: float, top_k: int | None,
                top_p: float | None, seed: int | None, drop_share: float | None = None,
-               bfloat16: bool | None = None) -> list[list[int]]:
+               bfloat16: bool | None = None, progress: bool | None = False) -> list[list[int]]:
         """``_generated`` for sequences that end, from prompts of one length that fit the window with their
         continuations (no padding, no slide): ``generate_ids``' loop, but rows that have ended leave the batch.
 
@@ -559,7 +563,7 @@ class GPT(GenerativeModel):
         logits, pos = self._prefill(torch.tensor(ids, device=dev), decoder.caches, None, temperature)
         out = torch.full((B, max_new_tokens), end, device=dev)  # (B, steps): rows that left read as ended
         rows, ended = None, torch.zeros(B, dtype=torch.bool, device=dev)  # prompt of each decoding row (None: all)
-        for step in range(max_new_tokens):
+        for step in progress_bar(range(max_new_tokens), progress, "sampling tokens"):
             logits.index_fill_(1, banned, -math.inf)
             token = pick(logits, top_k, top_p, noise, rows)  # (B',)
             if rows is None:
@@ -619,9 +623,9 @@ class GPT(GenerativeModel):
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int | None, prompt: str, max_new_tokens: int, temperature: float,
-                top_k: int | None, top_p: float | None) -> list[str]:
+                top_k: int | None, top_p: float | None, progress: bool | None) -> list[str]:
         """`n` texts, each the prompt followed by its sampled continuation (`genzoo sample --prompt`)."""
-        texts = self.generate([prompt] * n, max_new_tokens, temperature, top_k, top_p, seed=seed)
+        texts = self.generate([prompt] * n, max_new_tokens, temperature, top_k, top_p, seed=seed, progress=progress)
         return [prompt + t for t in texts]
 
     # -- the Hub format: also a transformers Llama checkpoint -----------------------------------

@@ -34,7 +34,7 @@ from zoo.captions import read_prompt
 from zoo.checks import check_int
 from zoo.layers.unet import UNet
 from zoo.models.base import image_data_args
-from zoo.models.contract import PROMPTS_TYPE, Option
+from zoo.models.contract import PROGRESS, PROMPTS_TYPE, Option
 from zoo.models.diffusion import DDPM, SAMPLERS
 from zoo.models.text_encoder import TextEncoder
 
@@ -62,7 +62,7 @@ class TextDDPM(DDPM):
         Option("guidance", float, None, low=0, help="classifier-free guidance scale, 1 = the prompt alone; "
                                                     "default: the model's"),
         Option("sampler", str, "ddim", choices=SAMPLERS, help="ddim: deterministic; ddpm: ancestral"),
-        Option("progress", bool, None, help="a progress bar; default: only on a terminal"),
+        PROGRESS,
     )
 
     def __init__(self, image_size: int | None = None, channels: int | None = None, base: int = 32,
