@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from zoo.data.images import ImageDataModule
+from zoo.data.images import ImageDataModule, check_normal_classes
 from zoo.data.spec import DataSpec
 
 SPLITS = ("train", "val", "test")
@@ -62,12 +62,15 @@ class DigitsDataModule(ImageDataModule):
     spec = SPEC
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, train_per_class: int | None = None,
-                 synthetic: str | None = None, synthetic_per_class: int = 100, synthetic_seed: int = 0):
+                 synthetic: str | None = None, synthetic_per_class: int = 100, synthetic_seed: int = 0,
+                 normal_classes: list[int] | None = None):
         """`train_per_class`: keep the first k training images of each digit (None: all 1,257); `synthetic`:
         the name (or folder) of a class-conditional model whose `synthetic_per_class` samples of each digit,
         drawn with `synthetic_seed`, join the training split; the model itself comes in through
-        ``provide_synthetic``."""
+        ``provide_synthetic``; `normal_classes`: train and val only on these digits (a one-class anomaly
+        detector's normal data; test keeps all)."""
         super().__init__()
+        check_normal_classes(normal_classes, self.spec.num_classes)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if train_per_class is not None and (isinstance(train_per_class, bool) or not isinstance(train_per_class, int)
@@ -97,6 +100,7 @@ class DigitsDataModule(ImageDataModule):
                 if split == "train":
                     images, labels = self._training_data(images, labels)
                 self.datasets[split] = TensorDataset(images, labels)
+        self._keep_normal(self.hparams.normal_classes)
 
     def _training_data(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The real training images (the first `train_per_class` of each digit), then the synthetic ones."""

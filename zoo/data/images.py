@@ -107,6 +107,26 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def _keep_normal(self, normal_classes: list[int] | None) -> None:
+        """With `normal_classes`, train and val keep only those classes: the normal data a one-class anomaly
+        detector learns (test keeps every class, the anomalies included). A no-op for None."""
+        if normal_classes is None:
+            return
+        for split in ("train", "val"):
+            data = self.datasets[split]
+            if isinstance(data, torch.utils.data.Subset):  # kept already (setup runs once per stage)
+                continue
+            labels = data.labels if hasattr(data, "labels") else data.tensors[1]
+            keep = torch.isin(labels, torch.tensor(normal_classes)).nonzero()[:, 0]
+            self.datasets[split] = torch.utils.data.Subset(data, keep.tolist())
+
+
+def check_normal_classes(normal_classes: list[int] | None, num_classes: int) -> None:
+    if normal_classes is not None and (not isinstance(normal_classes, (list, tuple)) or not normal_classes or any(
+            isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes for c in normal_classes)):
+        raise ValueError(f"normal_classes must be None or a non-empty list of classes in 0..{num_classes - 1}, "
+                         f"got {normal_classes!r:.80}")
+
 
 class ImageFolderDataModule(ImageDataModule):
     """A folder of your own images (see the module docstring).
@@ -295,9 +315,11 @@ class Mnist5kDataModule(ImageDataModule):
 
     spec = MNIST_5K_SPEC
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, normal_classes: list[int] | None = None):
+        """`normal_classes`: train and val only on these digits (a one-class anomaly detector's normal data)."""
         super().__init__()
         check_int("batch_size", batch_size, 1)
+        check_normal_classes(normal_classes, self.spec.num_classes)
         self.save_hyperparameters()
         self.datasets = {}
 
@@ -311,6 +333,7 @@ class Mnist5kDataModule(ImageDataModule):
             idx = _balanced_split(labels.numpy(), (0.8, 0.1, 0.1), self.hparams.seed)
             self.datasets = {s: _Uint8Images(images[torch.from_numpy(idx[s])], labels[torch.from_numpy(idx[s])])
                              for s in SPLITS}
+            self._keep_normal(self.hparams.normal_classes)
 
 
 MNIST_5K_CAPTIONS_SPEC = DataSpec(
@@ -367,3 +390,4 @@ class CaptionedMnist5kDataModule(Mnist5kDataModule):
                 x, y, bins = x[keep], y[keep], {a: b[keep] for a, b in bins.items()}
             rng = None if split == "train" else random.Random(self.hparams.seed + SPLITS.index(split))
             self.datasets[split] = _CaptionedImages(x, y, bins, rng)
+        self._keep_normal(self.hparams.normal_classes)
