@@ -350,7 +350,35 @@ def hyperparameter_battery() -> list[tuple]:
     return cases
 
 
-CASES += battery() + hyperparameter_battery()
+def datamodule_battery() -> list[tuple]:
+    """Every int and float argument of every registered datamodule (and the image-folder one), given a wrong
+    type, a non-finite value or a negative one: refused when the datamodule is created, naming the argument."""
+    import inspect
+    import typing
+
+    from zoo.registry import DATAMODULES, import_object
+
+    classes = [import_object(path) for path in DATAMODULES.values()] + [import_object("zoo.data.images:ImageFolderDataModule")]
+    required = {"ImageFolderDataModule": {"root": "."}}
+    cases = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls.__init__)
+        for name in inspect.signature(cls.__init__).parameters:
+            kinds = set(typing.get_args(hints.get(name))) | {hints.get(name)}
+            if float in kinds:
+                values = [("str", "0.1"), ("nan", math.nan), ("bool", True), ("negative", -0.5)]
+            elif int in kinds:
+                values = [("str", "4"), ("float", 2.5), ("bool", True), ("negative", -1)]
+            else:
+                continue
+            for label, value in values:
+                def call(m, c=cls, n=name, v=value):
+                    return c(**{**required.get(c.__name__, {}), n: v})
+                cases.append((f"datamodule-{cls.__name__}-{name}-{label}", call, (ERROR, name)))
+    return cases
+
+
+CASES += battery() + hyperparameter_battery() + datamodule_battery()
 
 
 class Timeout(Exception):

@@ -154,6 +154,7 @@ SMOKE_FITS = {
     "ddpm-imagefolder": "data/test_images.py", "vae-imagefolder": "data/test_images.py",
     "dcgan-imagefolder": "data/test_images.py", "gpt-moses": "data/test_molecules.py",
     "hmm-moses": "data/test_molecules.py", "ddpm-mnist-5k-text": "systems/test_text_diffusion_system.py",
+    "gmm-mnist-5k-oneclass": "data/test_images.py",
 }
 
 

@@ -11,9 +11,11 @@ and float64 are cast), value ranges (``check_range``) and work caps checked befo
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -160,8 +162,8 @@ def matches(value: Any, annotation: Any) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if annotation is float:  # a finite number: NaN and inf are never a hyperparameter's value
         return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if annotation is str:
-        return isinstance(value, str)
+    if annotation is str:  # a path is a str to the code that takes it (os.fspath); JSON holds str only
+        return isinstance(value, (str, os.PathLike))
     if origin in (list, tuple, Sequence) or annotation in (list, tuple):
         if not isinstance(value, (list, tuple)):
             return False
@@ -189,6 +191,36 @@ def check_args(fn: Any, args: dict[str, Any], where: str) -> dict[str, Any]:
         if not matches(value, hints.get(name, Any)):
             raise ValueError(f"{where}.{name} must be {_describe(hints[name])}, got {value!r:.80}")
     return args
+
+
+class CheckedInit:
+    """A base whose subclasses' constructors first check their arguments against their annotated signatures
+    (``check_args``: a str or NaN where a number belongs is one line naming the argument) and the ranges in
+    ``arg_ranges`` (name -> (low, high), for arguments that are not None), before any check or work of their
+    own. Models and datamodules inherit it."""
+
+    arg_ranges: dict[str, tuple[float, float | None]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def checked(self, *args: Any, **kw: Any) -> None:
+            if type(self).__init__ is checked:  # the outermost constructor: the caller's arguments
+                bound = signature.bind(self, *args, **kw).arguments
+                given = {k: v for k, v in bound.items() if k not in ("self", "kwargs")}
+                check_args(init, given, cls.__name__)
+                for name, (low, high) in cls.arg_ranges.items():
+                    value = given.get(name)
+                    if value is not None:
+                        (check_int if isinstance(value, numbers.Integral) else check_float)(name, value, low, high)
+            init(self, *args, **kw)
+
+        cls.__init__ = checked
 
 
 def _describe(annotation: Any) -> str:

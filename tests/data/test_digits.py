@@ -53,7 +53,7 @@ def test_small_real_training_set_plus_synthetic_digits():
 def test_synthetic_digits_need_a_conditional_digits_model():
     with pytest.raises(ValueError, match="conditional on the 10 digits.*'vae-digits' has num_classes=None"):
         DigitsDataModule(synthetic="vae-digits").provide_synthetic(zoo.load("vae-digits"))
-    with pytest.raises(ValueError, match="train_per_class must be None or a positive integer, got 0"):
+    with pytest.raises(ValueError, match="train_per_class must be an integer in 1..1073741824, got 0"):
         DigitsDataModule(train_per_class=0)
     with pytest.raises(ValueError, match="labelled samples need a class-conditional model"):
         zoo.load("gmm-digits").labelled_samples(5)

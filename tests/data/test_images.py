@@ -140,7 +140,7 @@ def test_normal_classes_keep_train_and_val_to_the_normal_digits_and_test_whole()
     dm.setup()  # a second stage keeps them as they are
     assert len(dm.datasets["train"]) == 800
     for bad in ([], [10], ["3"], 3):
-        with pytest.raises(ValueError, match="normal_classes must be None or a non-empty list of classes in 0..9"):
+        with pytest.raises(ValueError, match="normal_classes must be"):
             Mnist5kDataModule(normal_classes=bad)
 
 

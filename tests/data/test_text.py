@@ -78,8 +78,8 @@ def test_bad_corpora_are_clear_errors(tmp_path, content, kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"block_size": 0}, "block_size must be a positive integer"),
-    ({"batch_size": 1.5}, "batch_size must be a positive integer"),
+    ({"block_size": 0}, "block_size must be an integer in 1.."),
+    ({"batch_size": 1.5}, "batch_size must be int, got 1.5"),
     ({"tokenizer": ""}, "tokenizer must be 'char', 'bpe' or a model name/folder"),
 ])
 def test_bad_arguments(kwargs, match):

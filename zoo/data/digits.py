@@ -71,11 +71,6 @@ class DigitsDataModule(ImageDataModule):
         detector's normal data; test keeps all)."""
         super().__init__()
         check_normal_classes(normal_classes, self.spec.num_classes)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if train_per_class is not None and (isinstance(train_per_class, bool) or not isinstance(train_per_class, int)
-                                            or train_per_class < 1):
-            raise ValueError(f"train_per_class must be None or a positive integer, got {train_per_class!r}")
         self.save_hyperparameters()
         self.datasets: dict[str, TensorDataset] = {}
         self.synthetic_model = None

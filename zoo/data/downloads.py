@@ -49,7 +49,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zoo.checks import check_int
 from zoo.data.images import ImageDataModule, _Uint8Images
 from zoo.data.spec import DataSpec
 
@@ -370,10 +369,7 @@ class DownloadedImageDataModule(ImageDataModule):
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, val_fraction: float = 0.1,
                  root: str | None = None, download: bool = True):
-        super().__init__()
-        check_int("batch_size", batch_size, 1)
-        check_int("num_workers", num_workers, 0)
-        check_int("seed", seed, 0)
+        super().__init__()  # batch_size, seed and num_workers: checked by DataArgs
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r:.80}")
         if root is not None:

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.checks import check_int
-from zoo.data.spec import FOLDER_CLASSIFIER, DataSpec
+from zoo.data.spec import FOLDER_CLASSIFIER, DataArgs, DataSpec
 from zoo.images import decode
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
@@ -88,7 +88,7 @@ def _balanced_split(labels: np.ndarray, fractions: tuple[float, float, float], s
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(DataArgs, L.LightningDataModule):
     """What image datamodules share: three datasets of (x, label) in ``self.datasets`` and their loaders
     (``hparams.batch_size`` and ``hparams.num_workers``)."""
 
@@ -163,7 +163,6 @@ class ImageFolderDataModule(ImageDataModule):
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction and test_fraction must be in (0, 1) with a sum below 1, got "
                              f"{val_fraction} and {test_fraction}")
-        check_int("batch_size", batch_size, 1)
         self.save_hyperparameters()
         self.datasets = {}
         self.class_names: list[str] = []
@@ -318,7 +317,6 @@ class Mnist5kDataModule(ImageDataModule):
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, normal_classes: list[int] | None = None):
         """`normal_classes`: train and val only on these digits (a one-class anomaly detector's normal data)."""
         super().__init__()
-        check_int("batch_size", batch_size, 1)
         check_normal_classes(normal_classes, self.spec.num_classes)
         self.save_hyperparameters()
         self.datasets = {}

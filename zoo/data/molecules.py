@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from zoo.checks import check_int
-from zoo.data.spec import DataSpec
+from zoo.data.spec import DataArgs, DataSpec
 from zoo.data.text import rank_generator
 from zoo.tokenizers import BOS, EOS, PAD, smiles_pieces, smiles_tokenizer
 
@@ -192,7 +192,7 @@ def pad_batch(sequences: list[torch.Tensor], pad: int) -> tuple[torch.Tensor, to
     return x, y
 
 
-class MoleculesDataModule(L.LightningDataModule):
+class MoleculesDataModule(DataArgs, L.LightningDataModule):
     """SMILES molecules as token sequences, one molecule each (see the module docstring).
 
     Args:

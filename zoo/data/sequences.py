@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.spec import DataSpec
+from zoo.data.spec import DataArgs, DataSpec
 from zoo.data.text import CORPORA, check_named_corpus, read_text, split_text
 
 
@@ -44,7 +44,7 @@ def pad_batch(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True), lengths
 
 
-class CharSequenceDataModule(L.LightningDataModule):
+class CharSequenceDataModule(DataArgs, L.LightningDataModule):
     """A corpus as batches of character-symbol sequences ``(x (B, T), lengths (B,))``.
 
     Args:

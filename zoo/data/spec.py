@@ -12,12 +12,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from zoo.checks import check_args
+from zoo.checks import CheckedInit, check_args
 
 KINDS = ("image", "text", "sequence", "tabular", "molecules")
 #: the feature_extractor of a dataset whose datamodule trains its own on its labels (an image folder's,
 #: zoo.metrics.fit_classifier): rebuilt from the data wherever the metrics run, never loaded from a file
 FOLDER_CLASSIFIER = "folder-classifier"
+
+
+class DataArgs(CheckedInit):
+    """The base of every datamodule: its constructor's arguments are checked against its signature, and the
+    arguments datamodules share against these ranges, before it runs (one line naming the argument)."""
+
+    arg_ranges = {"batch_size": (1, 1 << 20), "val_batch_size": (1, 1 << 20), "seed": (0, 2 ** 63 - 1), "num_workers": (0, 256),
+                  "val_fraction": (0.0, 1.0), "test_fraction": (0.0, 1.0), "train_per_class": (1, 1 << 30),
+                  "synthetic_per_class": (1, 100_000), "synthetic_seed": (0, 2 ** 63 - 1), "vocab_size": (2, 1 << 20),
+                  "block_size": (1, 1 << 20), "seq_len": (1, 1 << 24), "eval_seq_len": (1, 1 << 24),
+                  "batches_per_epoch": (1, 1 << 30), "cache_bytes": (0, None), "image_size": (2, 1 << 14),
+                  "channels": (1, 4)}
 
 
 @dataclass(frozen=True)

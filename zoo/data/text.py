@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from zoo.data.spec import DataSpec
+from zoo.data.spec import DataArgs, DataSpec
 from zoo.tokenizers import KINDS, build_tokenizer
 
 
@@ -186,7 +186,7 @@ class ConsecutiveBlocks(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(DataArgs, L.LightningDataModule):
     """Any UTF-8 text (a named corpus, a file, or a folder of files) as blocks of token ids.
 
     Split: nanoGPT's contiguous split (the first 90% trains, the last 10% validates). The *test*
@@ -216,11 +216,7 @@ class TextDataModule(L.LightningDataModule):
     def __init__(self, corpus: str = "tinyshakespeare", tokenizer: str = "char", vocab_size: int = 512,
                  block_size: int = 64, batch_size: int = 12, val_batch_size: int = 64, val_fraction: float = 0.1,
                  batches_per_epoch: int = 250):
-        super().__init__()
-        for name, value in [("block_size", block_size), ("batch_size", batch_size),
-                            ("val_batch_size", val_batch_size), ("batches_per_epoch", batches_per_epoch)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__()  # sizes and val_fraction: checked by DataArgs
         if not isinstance(tokenizer, str) or not tokenizer:
             raise ValueError(f"tokenizer must be 'char', 'bpe' or a model name/folder, got {tokenizer!r}")
         self.save_hyperparameters()

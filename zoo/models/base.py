@@ -7,8 +7,6 @@ Its init arguments are its config: subclasses record them with ``self.init_args`
 
 from __future__ import annotations
 
-import functools
-import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +14,7 @@ import torch
 from torch import nn
 
 from zoo import hub
-from zoo.checks import as_tensor, check_args, check_int, generator
+from zoo.checks import CheckedInit, as_tensor, check_args, check_int, generator
 from zoo.models import contract
 from zoo.models.contract import Option
 
@@ -65,7 +63,7 @@ class DataMismatch(ValueError):
         self.wrong = wrong
 
 
-class GenerativeModel(nn.Module):
+class GenerativeModel(CheckedInit, nn.Module):
     """Base class: ``sample``, ``log_prob``, ``score``, ``save_pretrained``, ``from_pretrained``, ``push_to_hub``.
 
     Example::
@@ -82,24 +80,6 @@ class GenerativeModel(nn.Module):
     max_samples: ClassVar[int] = 100_000
     #: classes of a class-conditional model (set in __init__), None for an unconditional one
     num_classes: int | None = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Each family's constructor first checks its arguments against its annotated signature (``check_args``:
-        a str or NaN where a number belongs is one line naming the argument), before its own range checks."""
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        signature = inspect.signature(init)
-
-        @functools.wraps(init)
-        def checked(self, *args: Any, **kw: Any) -> None:
-            if type(self).__init__ is checked:  # the outermost constructor: the user's arguments
-                bound = signature.bind(self, *args, **kw).arguments
-                check_args(init, {k: v for k, v in bound.items() if k != "self"}, cls.__name__)
-            init(self, *args, **kw)
-
-        cls.__init__ = checked
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
