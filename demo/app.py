@@ -21,23 +21,36 @@ The Anomalies tab wraps the chosen model in ``zoo.anomaly.Detector``: its thresh
 the model's own validation digits, and an image's score is drawn against the scores of its normal test digits
 (overlaid histograms, ``score_chart``), both computed once per model (``reference``).
 Bad input is a one-line message in the
-UI (``gr.Error``), never a stack trace; limits on samples, steps, uploads and rows are
-listed in the UI (``LIMITS``) and the queue runs at most two jobs at once.
+UI (``gr.Error``) and one line in the server log, never a stack trace: the handlers' own checks (``friendly``) and
+Gradio's checks of each input (``one_line_requests``: a string for a slider, a value out of range, a file that is not
+an image). Limits on samples, steps, uploads and rows are listed in the UI (``LIMITS``); the queue runs at most two
+jobs at once and holds at most QUEUE_SIZE.
+
+Under load the server's memory and disk stay bounded: Gradio keeps at most SESSIONS sessions, malloc at most two
+arenas (``fewer_malloc_arenas``), and every file served lives in the process's own folder (``workdir``), swept of
+files older than CACHE_AGE and removed when the server stops, SIGTERM included (``stop_on_sigterm``). Each picture is
+written to a file of its own, renamed into place (``whole_pictures``), so that concurrent jobs never serve a
+half-written one. ``benchmarks/demo_load.py`` measures all of this against the real server.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
+import ctypes
 import functools
 import inspect
 import io
 import json
 import logging
 import math
+import os
 import shutil
+import signal
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -73,8 +86,17 @@ LIMITS = {
     "molecules": 32,  # molecules sampled and drawn per request
     "smiles_chars": 500,  # characters of a pasted SMILES
 }
-#: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait.
+#: The queue: at most this many jobs run at once (2 CPU cores), at most QUEUE_SIZE wait (more are refused with
+#: "queue full").
 CONCURRENCY, QUEUE_SIZE = 2, 64
+#: Files served (Gradio's copies of uploads and outputs, the demo's PNG / GIF downloads) live in this process's own
+#: folder (``workdir``): every CACHE_SWEEP seconds those older than CACHE_AGE seconds are deleted (a download link
+#: works for CACHE_AGE seconds), and the folder is removed when the server stops (SIGTERM and Ctrl+C included).
+CACHE_SWEEP, CACHE_AGE = 30, 300
+#: Gradio keeps a copy of the page's state for each session (a browser tab, a gradio_client Client), about 0.3 MB, and
+#: by default 10,000 of them: the demo keeps the SESSIONS most recently used. A dropped session loses nothing: the
+#: demo keeps no per-session state, and the next request of that page starts a fresh copy.
+SESSIONS = 64
 #: IWAE importance samples of the Anomalies tab's VAE scores (model cards use k=1000): with 4, a VAE's first request
 #: (scoring its 2 x REFERENCE_SIZE reference digits) takes a few seconds on a CPU, not minutes
 DEMO_IWAE_K = 4
@@ -89,14 +111,32 @@ TILE = {"grid": 64, "small": 48, "large": 128}
 #: the largest picture (width, height) shown at its own size: a grid that would be larger is upscaled fewer times,
 #: so that the browser never resamples (blurs) it
 DISPLAY = (760, 720)
-#: the page's style: pictures of pixels stay pixels (nearest-neighbour) wherever the browser scales them
-CSS = ".pixels img { image-rendering: pixelated; }"
+#: the page's style: pictures of pixels stay pixels (nearest-neighbour) wherever the browser scales them; text coloured
+#: by hidden state reads as text (no gaps or rounded chips between the characters: the spaces between Gradio's spans
+#: are set in a zero-size font, and each character takes its state's colour from its span)
+CSS = """.pixels img { image-rendering: pixelated; }
+.states .textfield { font-size: 0; line-height: 1.8; }
+.states .textfield .token-container, .states .textfield .token { margin: 0; padding: 0; border-radius: 0; }
+.states .textfield .text { font-size: var(--text-lg); white-space: pre-wrap; background-color: inherit; }"""
+#: the page's script: a drawing pad opens (and comes back after "Clear canvas") with Gradio's image tool chosen, its
+#: canvas saying "select the draw tool to start"; this chooses the brush for it, so that a pad takes a stroke at once
+DRAW_FIRST = """() => {
+  let queued = false;
+  const arm = () => {
+    queued = false;
+    for (const pad of document.querySelectorAll(".sketch")) {
+      const brush = pad.querySelector('button[aria-label="Brush"]');
+      if (brush && pad.offsetParent !== null && pad.querySelector(".empty.wrap")) brush.click();
+    }
+  };
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(arm); } })
+    .observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ["style", "class"]});
+  arm();
+}"""
 #: classes listed by the Classifier tab (the most probable first)
 TOP_CLASSES = 10
 #: the class the Classifier tab samples first (the model's last class, if it has fewer)
 FIRST_CLASS = 3
-
-_OUT = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))  # PNG / GIF downloads of this process
 
 
 # -- models: loaded on first use, then cached --------------------------------------------------
@@ -337,25 +377,42 @@ def conditional(m: Any) -> int:
     return labels.high + 1 if labels else 0
 
 
-# -- errors: one clear line in the UI ----------------------------------------------------------
+# -- errors: one clear line in the UI and in the log ----------------------------------------------
 
 
 def _message(e: Exception) -> str:
-    text = str(e).strip().splitlines()
+    text = (e.message if isinstance(e, gr.Error) else str(e)).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
+def short(value: Any, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters: a bad value quoted in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def refused(where: str, message: str) -> gr.Error:
+    """The one-line gr.Error of a refused request, logged as one line too (no traceback in the UI or the log)."""
+    log.info("refused %s: %s", where, message)
+    return gr.Error(message, print_exception=False)
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn ValueErrors (the zoo's and the demo's own) and anything unexpected into gr.Error:
-    one line in the UI, no traceback in the UI nor in the server log (except for unexpected errors)."""
+    """Turn ValueErrors (the zoo's and the demo's own) and anything unexpected into gr.Error: one line in the UI and
+    one in the server log (an unexpected error's line names where it was raised; its traceback is logged at DEBUG)."""
 
     def translate(e: Exception) -> gr.Error:
         if isinstance(e, gr.Error):
-            return gr.Error(e.message, print_exception=False)
+            return refused(fn.__name__, _message(e))
         if not isinstance(e, (ValueError, zoo.CheckpointError)):
-            log.exception("demo handler %s failed", fn.__name__)
+            frame = e.__traceback__
+            while frame is not None and frame.tb_next is not None:
+                frame = frame.tb_next
+            at = f" at {Path(frame.tb_frame.f_code.co_filename).name}:{frame.tb_lineno}" if frame else ""
+            log.error("demo handler %s failed%s: %s: %s", fn.__name__, at, type(e).__name__, _message(e))
+            log.debug("demo handler %s failed", fn.__name__, exc_info=e)
             return gr.Error(f"internal error ({type(e).__name__}): {_message(e)}", print_exception=False)
-        return gr.Error(_message(e), print_exception=False)
+        return refused(fn.__name__, _message(e))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -373,6 +430,75 @@ def friendly(fn: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 (every failure becomes a message in the UI)
             raise translate(e) from None
     return call
+
+
+def input_name(component: Any) -> str:
+    """How messages name an input: its label ("samples (max 64)"), else its kind ("slider")."""
+    return str(component.label) if getattr(component, "label", None) else type(component).__name__.lower()
+
+
+def guard_input(component: Any) -> None:
+    """Check an input's value before Gradio does, in one line naming the input: Gradio's own checks (a slider's range,
+    a dropdown's choices) print a traceback in the server log, and a value of the wrong type (a string for a slider)
+    fails inside Gradio with its generic "Error". (Set on the instance, as ``image_input`` does.)"""
+    if getattr(component, "_genzoo_guarded", False):
+        return
+    preprocess, name = component.preprocess, input_name(component)
+    numeric = isinstance(component, (gr.Slider, gr.Number))
+
+    def checked(payload: Any) -> Any:
+        if numeric and payload is not None:
+            if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+                raise gr.Error(f"{name} must be a number, got {short(payload)}", print_exception=False)
+            if not math.isfinite(payload):
+                raise gr.Error(f"{name} must be a finite number, got {payload}", print_exception=False)
+        try:
+            return preprocess(payload)
+        except gr.Error as e:
+            if not e.print_exception:  # already one of the demo's own lines (refuse_bombs)
+                raise
+            raise gr.Error(f"{name}: {_message(e)}", print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 (Gradio could not read the value: say which input, in one line)
+            raise gr.Error(f"{name}: cannot read {short(payload)} ({type(e).__name__}: {_message(e)})",
+                           print_exception=False) from None
+
+    component.preprocess = checked
+    component._genzoo_guarded = True
+
+
+def unreadable_input(block_fn: Any, inputs: list[Any], error: Exception) -> str:
+    """The one-line message of a request Gradio could not read before any input's own check (a payload of the wrong
+    shape for a file or image input, a file that was never uploaded, a wrong number of inputs)."""
+    for block, value in zip(block_fn.inputs, inputs):
+        model = getattr(block, "data_model", None)
+        if model is None or value is None:
+            continue
+        try:
+            model.model_validate(value, context={"validate_meta": True})
+        except Exception:  # noqa: BLE001 (this input is the one that does not parse)
+            return f"{input_name(block)} ({type(block).__name__.lower()} input): cannot read {short(value)}; send " \
+                   f"files with gradio_client.handle_file"
+    return f"the request's inputs cannot be read ({type(error).__name__}: {_message(error)})"
+
+
+def one_line_requests(app: gr.Blocks) -> None:
+    """Every input of `app` checked by ``guard_input``, and whatever else Gradio refuses while it reads a request
+    (``unreadable_input``) one line in the UI and in the log, without a traceback."""
+    for block in app.blocks.values():
+        if isinstance(block, gr.components.Component):
+            guard_input(block)
+    preprocess_data = app.preprocess_data
+
+    async def checked(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        where = str(block_fn.name)  # the handler's name, as ``friendly`` logs it
+        try:
+            return await preprocess_data(block_fn, inputs, *args, **kwargs)
+        except gr.Error as e:
+            raise refused(where, _message(e)) from None
+        except Exception as e:  # noqa: BLE001 (every failure becomes a message in the UI)
+            raise refused(where, unreadable_input(block_fn, inputs, e)) from None
+
+    app.preprocess_data = checked
 
 
 def as_int(value: Any, name: str, low: int, high: int) -> int:
@@ -399,10 +525,71 @@ def as_label(value: Any, m: Any) -> int | None:
 # -- files out ---------------------------------------------------------------------------------
 
 
-def save_png(image: Image.Image, stem: str) -> str:
-    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.png"
-    image.save(path, format="PNG")
+_work_lock = threading.Lock()
+_work: dict[str, Path] = {}  # "folder": this process's folder
+
+
+def workdir() -> Path:
+    """This process's own folder for the files it serves, made on first use and removed at exit (``atexit``; the
+    server turns SIGTERM into a clean exit, ``stop_on_sigterm``): downloads/ (the demo's PNG and GIF files) and, for
+    ``main``, gradio/ (Gradio's cache of uploads and outputs)."""
+    with _work_lock:
+        if "folder" not in _work:
+            folder = Path(tempfile.mkdtemp(prefix="genzoo-demo-"))
+            (folder / "downloads").mkdir()
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _work["folder"] = folder
+        return _work["folder"]
+
+
+def write_atomically(path: Path, save: Callable[[Path], None]) -> str:
+    """`save(temporary path)`, then rename it to `path`: no reader ever sees a partly written file."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        save(part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
     return str(path)
+
+
+def sweep(folder: Path, age: float | None = None) -> int:
+    """Delete the files under `folder` older than `age` seconds (CACHE_AGE; its folders stay); how many."""
+    age = CACHE_AGE if age is None else age
+    removed, now = 0, time.time()
+    for path in list(folder.rglob("*")):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > age:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # deleted meanwhile (by Gradio's own sweep)
+            pass
+    return removed
+
+
+def start_sweeping(folders: list[Path], every: float | None = None, age: float | None = None) -> threading.Event:
+    """Every `every` seconds (CACHE_SWEEP), ``sweep`` `folders` of their files older than `age` seconds (CACHE_AGE),
+    in a daemon thread; set the event returned to stop. (Gradio's own ``delete_cache`` deletes only the files it knows
+    it wrote: not the demo's downloads, nor the temporary files some uploads leave in its cache.)"""
+    every = CACHE_SWEEP if every is None else every
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every):
+            for folder in folders:
+                sweep(folder, age)
+
+    threading.Thread(target=run, name="genzoo-demo-sweep", daemon=True).start()
+    return stop
+
+
+def download_path(stem: str, suffix: str) -> Path:
+    """A new file name in downloads/ (Gradio serves a copy; the server's sweep deletes it after CACHE_AGE)."""
+    return workdir() / "downloads" / f"{stem}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def save_png(image: Image.Image, stem: str) -> str:
+    return write_atomically(download_path(stem, ".png"), lambda part: image.save(part, format="PNG"))
 
 
 def scale_for(images: torch.Tensor, tile: str, nrow: int | None = None) -> int:
@@ -420,6 +607,27 @@ def picture(images: torch.Tensor, tile: str, nrow: int | None = None) -> Image.I
     return make_grid(images, nrow=nrow, scale=scale_for(images, tile, nrow))
 
 
+def whole_pictures(component: gr.Image) -> None:
+    """Write each picture an output returns to a new file of its own, renamed into place, and give Gradio its path.
+
+    Gradio writes a returned PIL image to a file named by a hash of its bytes, in place: two jobs that return the same
+    picture (the same seed) rewrite one file while it is being served, and a client gets a truncated PNG. The demo's
+    file is in Gradio's cache folder (genzoo-pictures/), so Gradio serves it as it is and deletes it with its own files
+    (``CACHE_AGE``).
+    """
+    postprocess = component.postprocess
+
+    def written(value: Any) -> Any:
+        if isinstance(value, Image.Image):
+            image, folder = value, Path(component.GRADIO_CACHE) / "genzoo-pictures"
+            folder.mkdir(parents=True, exist_ok=True)
+            value = write_atomically(folder / f"picture-{uuid.uuid4().hex}.png",
+                                     lambda part: image.save(part, format="PNG"))
+        return postprocess(value)
+
+    component.postprocess = written
+
+
 def pixel_output(label: str, **kwargs: Any) -> gr.Image:
     """An output picture of pixels: a PNG shown at its own size (no fixed height to shrink it into),
     nearest-neighbour wherever the browser scales it (CSS)."""
@@ -434,9 +642,8 @@ def save_gif(frames: torch.Tensor, stem: str) -> str:
     scale = scale_for(frames[:1], "large")
     pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
     loop = pictures + pictures[-2:0:-1]
-    path = _OUT / f"{stem}-{uuid.uuid4().hex[:8]}.gif"
-    loop[0].save(path, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0)
-    return str(path)
+    return write_atomically(download_path(stem, ".gif"), lambda part: loop[0].save(
+        part, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0))
 
 
 # -- images in: drawn, uploaded, CSV rows, each made the chosen model's data (its spec) -------------
@@ -583,7 +790,8 @@ def image_input(**kwargs: Any) -> gr.Image:
 
 def sketchpad_input(**kwargs: Any) -> gr.Sketchpad:
     """gr.Sketchpad whose images are checked from their header before Gradio decodes them (it always does, whatever
-    its type): an API call may send any PNG as the drawing."""
+    its type): an API call may send any PNG as the drawing. In the page, its brush is chosen for it (``DRAW_FIRST``)."""
+    kwargs["elem_classes"] = [*kwargs.get("elem_classes", []), "sketch"]  # DRAW_FIRST chooses its brush
     component = gr.Sketchpad(**kwargs)
     convert = component.convert_and_format_image
 
@@ -740,6 +948,15 @@ def latent_walk(name: str, seed_a: float, seed_b: float, steps: float, label: st
     return strip, save_gif(frames, f"{name}-walk")
 
 
+def walk_label_choices(name: str) -> dict:
+    """The walk's class dropdown for model `name`: a conditional model walks within one class, so only its classes
+    are offered and FIRST_CLASS (its last, if it has fewer) is chosen; an unconditional model hides it ("any")."""
+    choices = class_choices(name)
+    if not choices:
+        return gr.update(choices=[("any", "any")], value="any", visible=False)
+    return gr.update(choices=choices, value=choices[min(FIRST_CLASS, len(choices) - 1)][1], visible=True)
+
+
 def walk_note(name: str) -> str:
     return (f"A straight line in latent space between two seeds (or, for a VAE, two uploaded images: "
             f"{upload_text(data_spec(name))}, at most {LIMITS['upload']}); up to {LIMITS['walk_steps']} frames.")
@@ -756,7 +973,7 @@ def walk_tab() -> None:
                     seed_b = seed_input("seed B", 1)
                 steps = limited_slider("walk_steps", 10, "frames", low=2)
                 label = class_label_input()
-                on_model(name, label_choices, label)
+                on_model(name, walk_label_choices, label)
                 with gr.Row():
                     image_a = image_input(type="filepath", image_mode=None, label="image A (optional)",
                                          sources=["upload"])
@@ -897,13 +1114,15 @@ def mixture_picture(x: np.ndarray, gmm: Any, samples: np.ndarray, size: int = 48
     return image
 
 
+#: the most components the Mixtures tab fits (its K slider, and the BIC curve for K = 1..MAX_COMPONENTS)
+MAX_COMPONENTS = 10
+
+
 @friendly
 def mixtures(data: str, csv_file: str | None, n: float, k: float, covariance: str, seed: float):
-    """Fit a K-component GMM on 2-D points: a picture, BIC for K = 1..10, and a summary."""
-    import pandas as pd
-
+    """Fit a K-component GMM on 2-D points: a picture, BIC for K = 1..MAX_COMPONENTS, and a summary."""
     seed = as_int(seed, "seed", 0, 2**31 - 1)
-    k = as_int(k, "K", 1, 10)
+    k = as_int(k, "K", 1, MAX_COMPONENTS)
     if csv_file:
         points = csv_points(csv_file)
     else:
@@ -911,7 +1130,8 @@ def mixtures(data: str, csv_file: str | None, n: float, k: float, covariance: st
     x = torch.from_numpy(points)
     gmm = fit_mixture(x, k, covariance, seed)
     samples = gmm.sample(len(points), seed=seed).numpy()
-    bic = [(j, gmm.bic(x) if j == k else fit_mixture(x, j, covariance, seed).bic(x)) for j in range(1, min(10, len(x)) + 1)]
+    bic = [(j, gmm.bic(x) if j == k else fit_mixture(x, j, covariance, seed).bic(x))
+           for j in range(1, min(MAX_COMPONENTS, len(x)) + 1)]
     best = min(bic, key=lambda r: r[1])[0]
     if not gmm.converged:
         gr.Warning(f"EM stopped after {len(gmm.history)} iterations without converging; the fit may improve "
@@ -921,7 +1141,20 @@ def mixtures(data: str, csv_file: str | None, n: float, k: float, covariance: st
                f"{gmm.log_prob(x).mean().item():.3f} nats per point after {len(gmm.history)} EM iterations "
                f"({'converged' if gmm.converged else 'not converged'}); weights {weights}. "
                f"BIC is lowest at K = {best}.")
-    return mixture_picture(points, gmm, samples), pd.DataFrame(bic, columns=["K", "BIC"]), summary
+    return mixture_picture(points, gmm, samples), bic_table(bic), summary
+
+
+def bic_table(bic: list[tuple[int, float]]) -> Any:
+    """The BIC curve's table: K as text ("1", "2", ...), so that the chart's K axis is one tick per K, in the order
+    ``bic_chart`` sorts them (a numeric K axis put ticks at K = 1.5, 2.5, ...)."""
+    import pandas as pd
+
+    return pd.DataFrame({"K": [str(j) for j, _ in bic], "BIC": [float(b) for _, b in bic]})
+
+
+def bic_chart() -> gr.LinePlot:
+    return gr.LinePlot(x="K", y="BIC", label=f"BIC for K = 1..{MAX_COMPONENTS} (lower is better)", x_title="K",
+                       y_title="BIC", sort=[str(j) for j in range(1, MAX_COMPONENTS + 1)], elem_id="mixtures-bic")
 
 
 def mixtures_tab() -> None:
@@ -939,15 +1172,14 @@ def mixtures_tab() -> None:
                 data = gr.Dropdown(list(SYNTHETIC), value="blobs", label="data set")
                 csv_file = gr.File(label="or a CSV of (x, y) points", file_types=[".csv", ".txt"], type="filepath")
                 n = gr.Slider(10, LIMITS["points"], value=600, step=10, label="points (built-in sets)")
-                k = gr.Slider(1, 10, value=3, step=1, label="K components")
+                k = gr.Slider(1, MAX_COMPONENTS, value=3, step=1, label="K components")
                 covariance = gr.Dropdown(list(COVARIANCE_TYPES), value="full", label="covariance type")
                 seed = seed_input()
                 button = gr.Button("Fit", variant="primary", elem_id="mixtures-fit")
             with gr.Column(scale=2):
                 plot = gr.Image(type="pil", format="png", label="data, samples and density", interactive=False)
                 summary = gr.Markdown()
-                bic = gr.LinePlot(x="K", y="BIC", label="BIC for K = 1..10 (lower is better)", x_title="K",
-                                  y_title="BIC")
+                bic = bic_chart()
         button.click(mixtures, [data, csv_file, n, k, covariance, seed], [plot, bic, summary], api_name="mixtures")
 
 
@@ -984,6 +1216,13 @@ def hmm_viterbi(name: str, text: str):
     return by_state(text, paths[0].tolist()), summary
 
 
+def state_text(label: str) -> gr.HighlightedText:
+    """Text coloured by hidden state, by colour alone: a "state N" badge after every run of characters made the text
+    unreadable. (The API still returns each run's state.)"""
+    return gr.HighlightedText(label=label, combine_adjacent=True, show_legend=False, show_inline_category=False,
+                              elem_classes=["states"])  # CSS
+
+
 def sequences_tab() -> None:
     names = models_where(shows_states)
     with gr.Tab("Sequences", id="sequences"):
@@ -996,15 +1235,14 @@ def sequences_tab() -> None:
                 seed = seed_input()
                 sample = gr.Button("Sample", variant="primary", elem_id="sequences-sample")
             with gr.Column(scale=2):
-                sampled = gr.HighlightedText(label="sample, coloured by state", combine_adjacent=True,
-                                             show_legend=False)
+                sampled = state_text("sample, coloured by state")
                 sampled_text = gr.Textbox(label="sample as text", lines=4, interactive=False)
         with gr.Row():
             with gr.Column(scale=1):
                 text = gr.Textbox("To be, or not to be, that is the question.", lines=3, label="text to decode")
                 decode = gr.Button("Viterbi decode", elem_id="sequences-viterbi")
             with gr.Column(scale=2):
-                decoded = gr.HighlightedText(label="Viterbi states", combine_adjacent=True, show_legend=False)
+                decoded = state_text("Viterbi states")
                 summary = gr.Markdown()
         sample.click(hmm_sample, [name, length, seed], [sampled, sampled_text], api_name="hmm_sample")
         decode.click(hmm_viterbi, [name, text], [decoded, summary], api_name="viterbi")
@@ -1280,7 +1518,8 @@ def anomalies_tab() -> None:
         name = tab_header(names, anomalies_note, label="density model")
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = sketchpad_input(label="draw a digit", canvas_size=(256, 256), type="numpy")
+                sketch = sketchpad_input(label="draw a digit", canvas_size=(256, 256), type="numpy",
+                                         elem_id="anomalies-sketch")
                 images = gr.File(label="or upload images", file_count="multiple", file_types=["image"],
                                  type="filepath", elem_id="anomalies-files")  # Gradio never opens them: we do
                 csv_file = gr.File(label="or a CSV of images", file_types=[".csv", ".txt"], type="filepath")
@@ -1349,7 +1588,8 @@ def classifier_tab() -> None:
         name = tab_header(names, classifier_note)
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = sketchpad_input(label="draw an image", canvas_size=(256, 256), type="numpy")
+                sketch = sketchpad_input(label="draw an image", canvas_size=(256, 256), type="numpy",
+                                         elem_id="classifier-sketch")
                 upload = image_input(type="filepath", image_mode=None, label="or upload one", sources=["upload"])
                 button = gr.Button("Classify", variant="primary", elem_id="classifier-classify")
             with gr.Column(scale=1):
@@ -1575,14 +1815,19 @@ TABS: list[tuple[Callable[[], list[str]], Callable[[], None]]] = [
 
 def build_app() -> gr.Blocks:
     """The demo's Blocks, with each tab that some pretrained model's declarations support (none is loaded yet)."""
-    with gr.Blocks(title="genzoo demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="genzoo demo", analytics_enabled=False, delete_cache=(CACHE_SWEEP, CACHE_AGE)) as app:
         gr.Markdown(f"# genzoo demo\nPretrained generative models of the zoo ({len(zoo.list_models())} models), "
                     f"loaded by name with `zoo.load`. At most {CONCURRENCY} requests run at once; "
-                    f"uploads up to {LIMITS['upload']}.")
+                    f"uploads up to {LIMITS['upload']}; uploads, results and downloads are kept for "
+                    f"{CACHE_AGE // 60} minutes.")
         with gr.Tabs():
             for available, tab in TABS:
                 if available():
                     tab()
+    for block in app.blocks.values():
+        if isinstance(block, gr.Image):
+            whole_pictures(block)
+    one_line_requests(app)
     app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return app
 
@@ -1591,15 +1836,63 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, block: 
     """Serve `app` on host:port (localhost by default: pass host="0.0.0.0" to expose it)."""
     return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                       max_file_size=LIMITS["upload"], allowed_paths=card_folders(), show_error=False,
-                      footer_links=["api"], css=CSS)
+                      footer_links=["api"], css=CSS, js=DRAW_FIRST, state_session_capacity=SESSIONS)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop the server as Ctrl+C does (Gradio closes it; ``atexit`` removes ``workdir``) instead of
+    killing the process on the spot, its files left behind. A second SIGTERM kills it."""
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def fewer_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc's malloc keep at most `arenas` arenas (its default: 8 per core): each of the server's worker threads
+    otherwise gets an arena of its own, which grows to the largest job that thread ever ran, and the server's memory
+    creeps up for hundreds of requests (measured with benchmarks/demo_load.py: +35 MB over 500 mixed requests after
+    warm-up with the default, +14 MB and flat after 200 with two arenas, and 66 MB less in all). It acts on arenas made
+    from now on: call it before the server starts its threads. Elsewhere than glibc, nothing happens."""
+    try:
+        ctypes.CDLL(None).mallopt(-8, arenas)  # M_ARENA_MAX, glibc's malloc.h
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def log_lines() -> None:
+    """The demo's log: one line per refused request or failure, on stderr."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s genzoo demo: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def main(host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Build and serve the demo (blocks until interrupted)."""
+    """Build and serve the demo until Ctrl+C or SIGTERM; then remove every file it wrote (``workdir``).
+
+    Gradio's cache goes to the process's own folder (gradio/ in ``workdir``, swept with downloads/ every CACHE_SWEEP
+    seconds) unless GRADIO_TEMP_DIR names one: Gradio then deletes the files it knows it wrote there itself.
+    """
+    stop_on_sigterm()
+    fewer_malloc_arenas()
+    log_lines()
+    swept = [workdir() / "downloads"]
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = str(workdir() / "gradio")  # read by Gradio as each component is made
+        swept.append(workdir() / "gradio")
+    sweeping = start_sweeping(swept)
     try:
         launch(build_app(), host, port)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl+C before the server was up
+        pass
     finally:
-        shutil.rmtree(_OUT, ignore_errors=True)
+        sweeping.set()
+        shutil.rmtree(workdir(), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -627,6 +627,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="an existing run folder (skip training)")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the packaged weights and the card's run record; re-evaluate and rewrite the card")
+    parser.add_argument("--rerender", action="store_true",
+                        help="re-render the packaged card from its own metrics and run record (after a change of the "
+                             "writer or of the model's declarations; nothing is re-measured)")
     parser.add_argument("--threads", type=int, help="training threads (OMP_NUM_THREADS; default: torch's)")
     parser.add_argument("--train-time", help="the training time to state (default: what the fit's card measured)")
     parser.add_argument("--hardware", help="the hardware to state (default: what the fit's card recorded)")
@@ -646,6 +649,14 @@ def main() -> None:
         print(json.dumps(BASELINES[args.name](args.name, args.n_iter), indent=2))
         return
     target = ROOT / "zoo" / "pretrained" / args.name
+    if args.rerender:
+        old = (target / hub.CARD_NAME).read_text()
+        card = release_card(args.name, zoo.load(str(target)), hub.card_metrics(old), card_row(old, "training time"),
+                            card_row(old, "hardware"))
+        (target / hub.CARD_NAME).write_text(card)
+        (ROOT / "model_cards" / f"{args.name}.md").write_text(card)
+        print(f"re-rendered the card of {args.name}" + (" (unchanged)" if card == old else ""))
+        return
     if args.card_only:
         record = (target / hub.CARD_NAME).read_text()
     else:

@@ -323,11 +323,13 @@ def test_interrupt_genzoo_and_other_errors(monkeypatch, capsys):
 def test_ctrl_c_while_sampling_is_one_line_and_exit_130(tmp_path):
     import signal
 
+    # a shell's background job starts with SIGINT ignored, and children inherit that: restore the default
     process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "sample", "ddpm-mnist-5k", "--n", "100", "--steps",
                                 "1000", "--progress", "--out", str(tmp_path / "x.png")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
-    while "ddim sampling" not in seen:  # the bar: it is sampling now
+    while seen.count("ddim sampling") < 2:  # the bar has been drawn and redrawn: it is sampling now
         char = process.stderr.read(1)
         assert char, seen
         seen += char

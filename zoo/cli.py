@@ -796,7 +796,10 @@ def close_bars() -> None:
     """End the progress bars an error cut short (tqdm's), so that the error's line is a line of its own."""
     tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
     for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar interrupted inside its own constructor: nothing left to end
+            pass
 
 
 def silence_stdout() -> None:

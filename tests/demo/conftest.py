@@ -36,20 +36,25 @@ def wait_until_serving(url: str, process: subprocess.Popen, limit: float) -> flo
     pytest.fail(f"genzoo demo did not serve {url} within {limit} s")
 
 
+def start_demo(folder, **env) -> tuple[subprocess.Popen, str]:
+    """`genzoo demo --port P` started in `folder` with `env` added to its environment, its log in folder/demo.log
+    (the process's ``log_path``): (process, url). It runs outside the checkout, as the `genzoo` console script
+    does: the CLI finds demo/app.py itself."""
+    port = free_port()
+    log = (folder / "demo.log").open("w")
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **env}
+    command = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())", "demo", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the child holds its own copy
+    process.log_path = folder / "demo.log"
+    return process, f"http://127.0.0.1:{port}/"
+
+
 @pytest.fixture(scope="session")
 def demo_process(tmp_path_factory):
-    """(process, url, seconds to start) of `genzoo demo --port P`, stopped after the session; its log in demo.log.
-
-    It runs outside the checkout, as the `genzoo` console script does: the CLI finds demo/app.py itself.
-    """
-    port = free_port()
-    folder = tmp_path_factory.mktemp("demo")
-    log = (folder / "demo.log").open("w")
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())", "demo", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=folder, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    """(process, url, seconds to start) of `genzoo demo --port P`, stopped after the session; its log in demo.log
+    (``demo_log``)."""
+    process, url = start_demo(tmp_path_factory.mktemp("demo"))
     try:
         startup = wait_until_serving(url, process, STARTUP_LIMIT_S)
         yield process, url, startup
@@ -59,7 +64,12 @@ def demo_process(tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
+
+
+@pytest.fixture(scope="session")
+def demo_log(demo_process):
+    """The path of the demo server's log (its stdout and stderr)."""
+    return demo_process[0].log_path
 
 
 @pytest.fixture(scope="session")

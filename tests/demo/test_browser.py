@@ -98,3 +98,30 @@ def test_text_to_image_in_the_browser(page, tmp_path):
     expect(page.locator("#t2i-grid img")).to_be_visible()
     expect(page.locator("#t2i-table")).to_contain_text("leaning")
     page.screenshot(path=str(tmp_path / "text-to-image.png"), full_page=True)
+
+
+def stroke(page, pad: str) -> None:
+    """Drag the mouse down the middle of the drawing pad `pad` (a CSS selector): a "1"."""
+    box = page.locator(f"{pad} canvas").first.bounding_box()
+    x, top = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x, top + step * box["height"] * 0.03)
+    page.mouse.up()
+
+
+def test_a_digit_drawn_at_once_is_scored_and_classified_in_the_browser(page):
+    """The drawing pads take a stroke as soon as they show (no tool to choose first), and again after a clear."""
+    page.reload()
+    page.get_by_role("tab", name="Anomalies").click()
+    stroke(page, "#anomalies-sketch")
+    page.locator("#anomalies-score").click()
+    expect(page.locator("#anomalies-answer")).to_contain_text(re.compile(r"(normal|anomalous): score .* nats"),
+                                                              timeout=60_000)
+    page.locator('#anomalies-sketch button[aria-label="Clear canvas"]').click()
+    expect(page.locator("#anomalies-sketch .empty.wrap")).to_have_count(0, timeout=10_000)  # the brush, chosen again
+    page.get_by_role("tab", name="Classifier").click()
+    stroke(page, "#classifier-sketch")
+    page.locator("#classifier-classify").click()
+    expect(page.locator("#classifier-label")).to_contain_text("%", timeout=60_000)

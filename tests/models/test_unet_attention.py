@@ -90,7 +90,7 @@ def test_self_attention_is_multi_head_attention_with_a_residual():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(attention_heads=3), "attention_heads 3 must divide the lowest width base * channel_mults[-1] = 64"),
     (dict(attention_heads=-1), "attention_heads must be an integer in 0..64"),
-    (dict(attention_heads=True), "attention_heads must be an integer in 0..64"),
+    (dict(attention_heads=True), "attention_heads must be int, got True"),
 ])
 def test_bad_attention_config(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -131,4 +131,5 @@ def test_ddim_agrees_with_diffusers_ddim_scheduler():
     x = x_T = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     for t in scheduler.timesteps:
         x = scheduler.step(model.ema(x, t.expand(3)), t, x, use_clipped_model_output=True).prev_sample
-    torch.testing.assert_close(model.denoise(x_T, ts), x, atol=1e-5, rtol=0)  # diffusers' float32 cumprod of betas
+    # diffusers' float32 cumprod of betas, and batched kernels that differ in the last bits between runs
+    torch.testing.assert_close(model.denoise(x_T, ts), x, atol=5e-5, rtol=0)
