@@ -153,6 +153,15 @@ def test_sample_text_with_temperature_and_top_k(capsys):
     assert capsys.readouterr().out == "\n\n".join(texts) + "\n" and all(t.startswith("ROMEO:") for t in texts)
 
 
+def test_sample_molecules_one_smiles_per_line(tmp_path, capsys):
+    import zoo
+
+    assert main(["sample", "gpt-moses", "--n", "3", "--seed", "0", "--out", str(tmp_path / "gen.smi")]) == 0
+    expected = zoo.load("gpt-moses").sample(3, seed=0)
+    assert capsys.readouterr().out.splitlines() == expected  # a .smi file's layout, read back line by line
+    assert (tmp_path / "gen.smi").read_text().splitlines() == expected
+
+
 def test_sample_hmm_sequences_of_a_given_length(capsys):
     assert main(["sample", "hmm-shakespeare-char", "--n", "3", "--length", "12"]) == 0
     assert [len(t) for t in capsys.readouterr().out.split("\n\n")] == [12, 12, 13]  # the last ends with a newline

@@ -336,7 +336,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(f"wrote {len(samples)} samples of {args.name} to {path}")
         return
     # text, sequences, vectors: printed, and written to --out if given
-    text = "\n\n".join(s if isinstance(s, str) else str(s.tolist()) for s in samples)
+    one_line = all(isinstance(s, str) and "\n" not in s for s in samples) and getattr(model, "end_id", None) is not None
+    # sequences that end (SMILES) one per line, as .smi files hold them; free text a paragraph each
+    text = ("\n" if one_line else "\n\n").join(s if isinstance(s, str) else str(s.tolist()) for s in samples)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
