@@ -337,3 +337,19 @@ def test_bfloat16_sampling_repeats_and_ends_rows(smiles_gpt):
     assert sum(x == y for x, y in zip(a, reference)) >= 60  # the same noise: mostly the same tokens
     greedy = model._ended(ids, 31, 0, None, None, None, bfloat16=True)
     assert greedy == model._ended(ids, 31, 0, None, None, None, bfloat16=True, drop_share=math.inf)
+
+
+def test_many_prompts_decode_in_parts_within_the_kv_cache_budget(smiles_gpt, monkeypatch):
+    """30,000 molecules at once would hold 11.8 GB of KV caches (gpt-moses): prompts beyond the budget's rows
+    are decoded in parts, each seeded from the call's seed, so the same seed still gives the same molecules."""
+    per_row = smiles_gpt.n_layer * smiles_gpt.n_positions * 2 * smiles_gpt.n_embd * 4
+    monkeypatch.setattr(type(smiles_gpt), "KV_CACHE_BUDGET", 3 * per_row)
+    assert smiles_gpt.rows_per_call() == 3
+    passes = []
+    generated = smiles_gpt._generated
+    monkeypatch.setattr(smiles_gpt, "_generated",
+                        lambda ids, *a, **k: passes.append(len(ids)) or generated(ids, *a, **k))
+    first = smiles_gpt.sample(8, seed=5, max_new_tokens=30)
+    assert passes == [3, 3, 2] and len(first) == 8
+    assert smiles_gpt.sample(8, seed=5, max_new_tokens=30) == first
+    assert smiles_gpt.sample(8, seed=6, max_new_tokens=30) != first

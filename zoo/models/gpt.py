@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.checks import check_float, check_int, check_work
+from zoo.checks import check_float, check_int, check_seed, check_work
 from zoo.models import contract
 from zoo.models.base import GenerativeModel
 from zoo.models.contract import PROGRESS, Option, progress_bar
@@ -488,6 +488,13 @@ class GPT(GenerativeModel):
         """
         ids, single = self._prompt_batch(prompts)
         stops = _check_stop(stop)
+        rows = self.rows_per_call()
+        if len(ids) > rows:  # in parts whose KV caches fit the memory budget, each part seeded from `seed`
+            parts = range(0, len(ids), rows)
+            seeds = [None] * len(parts) if seed is None else torch.randint(
+                2 ** 62, (len(parts),), generator=torch.Generator().manual_seed(check_seed(seed))).tolist()
+            return [text for start, part_seed in zip(parts, seeds) for text in self.generate(
+                list(prompts[start:start + rows]), max_new_tokens, temperature, top_k, top_p, stop, part_seed, progress)]
         if not stops:
             texts = [self.decode(row) for row in self._generated(ids, max_new_tokens, temperature, top_k, top_p, seed,
                                                                  progress)]
@@ -496,6 +503,15 @@ class GPT(GenerativeModel):
             for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, stops):
                 texts = [t + p for t, p in zip(texts, pieces)]
         return texts[0] if single else texts
+
+    #: the memory one generate call's KV caches may take (float32): more prompts are decoded in parts
+    KV_CACHE_BUDGET = 2 ** 30
+
+    def rows_per_call(self) -> int:
+        """How many prompts one decoding pass takes: its KV caches, n_layer x n_positions x (keys, values) x
+        n_embd floats per row, within ``KV_CACHE_BUDGET`` (2,730 rows for gpt-moses, 11.8 GB for 30,000 at once)."""
+        per_row = self.n_layer * self.n_positions * 2 * self.n_embd * 4
+        return max(1, self.KV_CACHE_BUDGET // per_row)
 
     def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, stop: str | Sequence[str] | None = None,
