@@ -321,28 +321,30 @@ def battery() -> list[tuple]:
     return cases
 
 
-def hyperparameter_battery() -> list[tuple]:
-    """Every int and float hyperparameter of every family, given a wrong type or a non-finite value: refused
-    when the model is created or built from the data, naming the hyperparameter."""
+def numeric_arguments(fn):
+    """(name, odd values) for each int and float argument of `fn`: a wrong type, a non-finite and a negative value."""
     import inspect
     import typing
 
+    hints = typing.get_type_hints(fn)
+    for name in inspect.signature(fn).parameters:
+        kinds = set(typing.get_args(hints.get(name))) | {hints.get(name)}
+        if float in kinds:
+            yield name, [("str", "0.1"), ("nan", math.nan), ("inf", math.inf), ("bool", True), ("negative", -0.5)]
+        elif int in kinds:
+            yield name, [("str", "4"), ("float", 2.5), ("bool", True), ("negative", -1)]
+
+
+def hyperparameter_battery() -> list[tuple]:
+    """Every int and float hyperparameter of every family, given an odd value: refused when the model is
+    created or built from the data, naming the hyperparameter."""
     from tests.test_conformance import SMALL, SPECS
     from zoo.data.digits import SPEC as DIGITS
     from zoo.registry import FAMILIES, import_object
 
     cases = []
     for family in sorted(FAMILIES):
-        cls = import_object(FAMILIES[family].model)
-        hints = typing.get_type_hints(cls.__init__)
-        for name in inspect.signature(cls.__init__).parameters:
-            kinds = set(typing.get_args(hints.get(name))) | {hints.get(name)}
-            if float in kinds:
-                values = [("str", "1"), ("nan", math.nan), ("inf", math.inf), ("bool", True)]
-            elif int in kinds:
-                values = [("str", "4"), ("float", 2.5), ("bool", True), ("zero-or-less", -1)]
-            else:
-                continue
+        for name, values in numeric_arguments(import_object(FAMILIES[family].model).__init__):
             for label, value in values:
                 def call(m, f=family, n=name, v=value):
                     return zoo.create(f, **{**SMALL[f], n: v}).fit_to_data(SPECS.get(f, DIGITS))
@@ -351,26 +353,15 @@ def hyperparameter_battery() -> list[tuple]:
 
 
 def datamodule_battery() -> list[tuple]:
-    """Every int and float argument of every registered datamodule (and the image-folder one), given a wrong
-    type, a non-finite value or a negative one: refused when the datamodule is created, naming the argument."""
-    import inspect
-    import typing
-
+    """Every int and float argument of every registered datamodule (and the image-folder one), given an odd
+    value: refused when the datamodule is created, naming the argument."""
     from zoo.registry import DATAMODULES, import_object
 
-    classes = [import_object(path) for path in DATAMODULES.values()] + [import_object("zoo.data.images:ImageFolderDataModule")]
+    classes = [import_object(path) for path in [*DATAMODULES.values(), "zoo.data.images:ImageFolderDataModule"]]
     required = {"ImageFolderDataModule": {"root": "."}}
     cases = []
     for cls in classes:
-        hints = typing.get_type_hints(cls.__init__)
-        for name in inspect.signature(cls.__init__).parameters:
-            kinds = set(typing.get_args(hints.get(name))) | {hints.get(name)}
-            if float in kinds:
-                values = [("str", "0.1"), ("nan", math.nan), ("bool", True), ("negative", -0.5)]
-            elif int in kinds:
-                values = [("str", "4"), ("float", 2.5), ("bool", True), ("negative", -1)]
-            else:
-                continue
+        for name, values in numeric_arguments(cls.__init__):
             for label, value in values:
                 def call(m, c=cls, n=name, v=value):
                     return c(**{**required.get(c.__name__, {}), n: v})

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from zoo.checks import as_tensor, check_int, check_range
+from zoo.checks import as_tensor, check_float, check_int, check_range
 from zoo.layers import naive_bayes as layers
 from zoo.models.base import GenerativeModel
 from zoo.models.contract import LABELS
@@ -60,6 +60,8 @@ class NaiveBayes(GenerativeModel):
             check_int("num_classes", num_classes, 2, 100_000)
         if levels is not None:
             check_int("levels", levels, 2, 1 << 16)
+        check_float("var_smoothing", var_smoothing, 0)  # both checked whatever the kind: a value is never ignored
+        check_float("alpha", alpha, 0)
         super().__init__(kind=kind, num_classes=num_classes, image_shape=image_shape, levels=levels,
                          var_smoothing=var_smoothing, alpha=alpha)
         self.kind, self.num_classes, self.image_shape, self.levels = kind, num_classes, image_shape, levels
