@@ -452,12 +452,27 @@ digit to the model; "a thick thin 3" warns that it names two thicknesses. The te
 `model.text_encoder.read("a bold 2")` says what it understands; `model.text_encoder.save_pretrained(folder)`."""
 
 
+def measured_once(record: Path, name: str, measure: Callable[[], Any]) -> Any:
+    """`measure()`, kept in `record` (JSON) with the sha256 of the packaged weights it measured: a slow measurement
+    (the guidance sweep, minutes) is re-run only when the weights change, not each time the card is rendered."""
+    import hashlib
+
+    digest = hashlib.sha256((ROOT / "zoo" / "pretrained" / name / "model.safetensors").read_bytes()).hexdigest()
+    if record.is_file():
+        kept = json.loads(record.read_text())
+        if kept.get("weights_sha256") == digest:
+            return kept["result"]
+    result = measure()
+    record.write_text(json.dumps({"weights_sha256": digest, "result": result}, indent=1) + "\n")
+    return result
+
+
 def text_to_image_hook(name, model, metrics) -> dict[str, Any]:
     """The card of a text-to-image model: the caption protocol, the encoder, and the guidance sweep (PNG in docs/)."""
     from zoo.evaluate import guidance_sweep
 
     png = ROOT / "docs" / f"{name}-guidance.png"
-    rows = guidance_sweep(str(ROOT / "zoo" / "pretrained" / name), png)
+    rows = measured_once(png.with_suffix(".json"), name, lambda: guidance_sweep(str(ROOT / "zoo" / "pretrained" / name), png))
     keys = ("digit_acc", "thickness_acc", "slant_acc", "all_acc", "held_out_all_acc")
     table = "| guidance | digit | thickness | slant | all three | held-out, all three | FID |\n|---|---|---|---|---|---|---|\n"
     table += "".join(f"| {r['guidance']:g} | " + " | ".join(f"{r[k]:.1%}" for k in keys) + f" | {r['fid']:.3f} |\n"
