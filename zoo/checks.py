@@ -88,10 +88,8 @@ def as_tensor(name: str, x: Any, *, dtype: torch.dtype | None = None, device: An
         raise ValueError(f"{name} must hold real numbers, got {x.dtype} (take .real or .abs() first)")
     if x.is_meta:
         raise ValueError(f"{name} is a meta tensor: it has a shape but no values")
-    if dtype is not None and (x.dtype != dtype or device is not None):
-        x = x.to(device=device, dtype=dtype)
-    elif device is not None:
-        x = x.to(device)
+    if dtype is not None or device is not None:
+        x = x.to(device=device, dtype=dtype)  # a no-op when both already agree
     if finite and x.is_floating_point() and x.layout == torch.strided and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf: expected finite values")
     return x
@@ -115,6 +113,18 @@ def check_images(name: str, x: Any, image_shape: Sequence[int], *, dtype: torch.
     if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or len(x) == 0:
         raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape))}) with N >= 1, got {tuple(x.shape)}")
     return check_range(name, x, 0, 1, "pixel values")
+
+
+def check_labels(labels: Any, n: int, num_classes: int, *, device: Any = None) -> torch.Tensor:
+    """`labels` (one class, or n classes as any integer array) as a (n,) long tensor in 0..num_classes-1."""
+    y = as_tensor("labels", labels, device=device)
+    if y.dim() == 0:
+        y = y.expand(n)
+    if y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer or {n} integers, got shape {tuple(y.shape)} of {y.dtype}")
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got {y.min().item()}..{y.max().item()}")
+    return y.long()
 
 
 def check_vectors(name: str, x: Any, dim: int, *, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:

@@ -113,7 +113,7 @@ def test_gradients_reach_every_parameter(digits):
     (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0, 0.0]], [0], r"x must have shape \(N, 2\)"),
     (lambda: GaussianNaiveBayes(2, 2), torch.zeros(0, 2), [], "x is an empty batch"),
     (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [2], "labels must be in 0..1"),
-    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [0.5], "labels must be 1 integer class labels"),
+    (lambda: GaussianNaiveBayes(2, 2), [[0.0, 0.0]], [0.5], "labels must be an integer or 1 integers"),
 ])
 def test_bad_input_is_a_clear_error(make, x, y, match):
     with pytest.raises(ValueError, match=match):

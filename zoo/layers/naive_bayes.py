@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.checks import MAX_VALUES, as_tensor, check_int, check_work, generator
+from zoo.checks import MAX_VALUES, as_tensor, check_int, check_labels, check_work, generator
 from zoo.layers._fast import logsumexp, softmax
 
 Stats = dict[str, Tensor]
@@ -97,14 +97,7 @@ class BaseNaiveBayes(nn.Module):
 
     def _check_labels(self, labels: Any, n: int) -> Tensor:
         """`labels` (one class or n classes, any integer array) as a (n,) long tensor."""
-        y = as_tensor("labels", labels, device=self.class_logits.device)
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
-            raise ValueError(f"labels must be {n} integer class labels, got shape {tuple(y.shape)} of {y.dtype}")
-        if n and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {y.min().item()}..{y.max().item()}")
-        return y.long()
+        return check_labels(labels, n, self.num_classes, device=self.class_logits.device)
 
     # -- fitting -----------------------------------------------------------------------------------
 

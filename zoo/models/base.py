@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from zoo import hub
-from zoo.checks import CheckedInit, as_tensor, check_args, check_int, generator
+from zoo.checks import CheckedInit, check_args, check_int, check_labels, generator
 from zoo.models import contract
 from zoo.models.contract import Option
 
@@ -221,14 +221,7 @@ class GenerativeModel(CheckedInit, nn.Module):
             return None
         if not self.num_classes:
             raise ValueError(f"labels were given, but this {type(self).__name__} is unconditional (num_classes=None)")
-        labels = as_tensor("labels", labels, device=self.device)
-        if labels.dim() == 0:
-            labels = labels.expand(n)
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (n,):
-            raise ValueError(f"labels must be an integer or {n} integers, got {tuple(labels.shape)} {labels.dtype}")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}..{labels.max().item()}")
-        return labels.long()
+        return check_labels(labels, n, self.num_classes, device=self.device)
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator seeded with `seed` on the model's device, or None (global RNG)."""

@@ -489,19 +489,20 @@ class GPT(GenerativeModel):
         ids, single = self._prompt_batch(prompts)
         stops = _check_stop(stop)
         rows = self.rows_per_call()
-        if len(ids) > rows:  # in parts whose KV caches fit the memory budget, each part seeded from `seed`
-            parts = range(0, len(ids), rows)
-            seeds = [None] * len(parts) if seed is None else torch.randint(
-                2 ** 62, (len(parts),), generator=torch.Generator().manual_seed(check_seed(seed))).tolist()
-            return [text for start, part_seed in zip(parts, seeds) for text in self.generate(
-                list(prompts[start:start + rows]), max_new_tokens, temperature, top_k, top_p, stop, part_seed, progress)]
-        if not stops:
-            texts = [self.decode(row) for row in self._generated(ids, max_new_tokens, temperature, top_k, top_p, seed,
-                                                                 progress)]
-        else:
-            texts = [""] * len(ids)
-            for pieces in self._text_pieces(ids, max_new_tokens, temperature, top_k, top_p, seed, stops):
-                texts = [t + p for t, p in zip(texts, pieces)]
+        parts = range(0, len(ids), rows)  # one part unless the KV caches of all prompts would pass the budget
+        seeds = [seed] * len(parts) if len(parts) == 1 or seed is None else torch.randint(  # each part from `seed`
+            2 ** 62, (len(parts),), generator=torch.Generator().manual_seed(check_seed(seed))).tolist()
+        texts = []
+        for start, part_seed in zip(parts, seeds):
+            part = ids[start:start + rows]
+            if not stops:
+                texts += [self.decode(row) for row in self._generated(part, max_new_tokens, temperature, top_k, top_p,
+                                                                      part_seed, progress)]
+                continue
+            done = [""] * len(part)
+            for pieces in self._text_pieces(part, max_new_tokens, temperature, top_k, top_p, part_seed, stops):
+                done = [t + p for t, p in zip(done, pieces)]
+            texts += done
         return texts[0] if single else texts
 
     #: the memory one generate call's KV caches may take (float32): more prompts are decoded in parts
