@@ -542,14 +542,10 @@ def workdir() -> Path:
         return _work["folder"]
 
 
-def write_atomically(path: Path, save: Callable[[Path], None]) -> str:
-    """`save(temporary path)`, then rename it to `path`: no reader ever sees a partly written file."""
-    part = path.with_name(f".{path.name}.part")
-    try:
-        save(part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+def write_atomically(path: Path, save: Callable[[Any], None]) -> str:
+    """`save(open file)` through the hub's atomic writer (a temporary file renamed into place): no reader ever
+    sees a partly written file. Returns the path, as Gradio takes it."""
+    hub.write_atomic(path, save)
     return str(path)
 
 
@@ -589,7 +585,7 @@ def download_path(stem: str, suffix: str) -> Path:
 
 
 def save_png(image: Image.Image, stem: str) -> str:
-    return write_atomically(download_path(stem, ".png"), lambda part: image.save(part, format="PNG"))
+    return write_atomically(download_path(stem, ".png"), lambda f: image.save(f, format="PNG"))
 
 
 def scale_for(images: torch.Tensor, tile: str, nrow: int | None = None) -> int:
@@ -622,7 +618,7 @@ def whole_pictures(component: gr.Image) -> None:
             image, folder = value, Path(component.GRADIO_CACHE) / "genzoo-pictures"
             folder.mkdir(parents=True, exist_ok=True)
             value = write_atomically(folder / f"picture-{uuid.uuid4().hex}.png",
-                                     lambda part: image.save(part, format="PNG"))
+                                     lambda f: image.save(f, format="PNG"))
         return postprocess(value)
 
     component.postprocess = written
@@ -642,8 +638,8 @@ def save_gif(frames: torch.Tensor, stem: str) -> str:
     scale = scale_for(frames[:1], "large")
     pictures = [make_grid(f[None], nrow=1, scale=scale, pad=0).convert("P") for f in frames]
     loop = pictures + pictures[-2:0:-1]
-    return write_atomically(download_path(stem, ".gif"), lambda part: loop[0].save(
-        part, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0))
+    return write_atomically(download_path(stem, ".gif"), lambda f: loop[0].save(
+        f, format="GIF", save_all=True, append_images=loop[1:], duration=120, loop=0))
 
 
 # -- images in: drawn, uploaded, CSV rows, each made the chosen model's data (its spec) -------------
