@@ -131,7 +131,7 @@ def lightning_help(command: str) -> str:
              textwrap.fill(f"{LIGHTNING_COMMANDS[command].split(':')[0].capitalize()}. {RECIPE}", 100), ""]
     if recipes:
         lines += [f"recipes ({folder}/; one named like a pretrained model reproduces it):"]
-        lines += [f"  {name:<{width}}  {shorten(description, 100 - width)}"
+        lines += [f"  {name:<{width}}  {textwrap.shorten(description, 100 - width, placeholder='...')}"
                   for name, (description, _) in summaries.items()]
     else:
         lines += ["recipes: the recipes/ folder of the genzoo repository (none found here)"]
@@ -155,11 +155,6 @@ def lightning_help(command: str) -> str:
                   f"  genzoo {command} {config} --ckpt_path last   (the newest run's last.ckpt; or a .ckpt path)"]
     lines += ["", f"Lightning's full help (every trainer, model and data option): genzoo {command} --help-all"]
     return "\n".join(lines)
-
-
-def shorten(text: str, width: int) -> str:
-    """`text` cut to `width` characters at a word, "..." marking the cut."""
-    return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
 
 
 def recipes_folder() -> Path | None:
