@@ -204,11 +204,11 @@ def _usage(model: GenerativeModel, spec: DataSpec | None, run: Run, task: str) -
     out = "```python\n" + "\n".join(f"{c:<{column}}# {note}" if note else c for c, note in code) + "\n```\n"
     keywords = [*conditions.values(), *(o for n, o in model.accepts("sample").items() if n not in conditions)]
     if name is not None and keywords:
-        out += "\n`sample` takes:\n\n" + "".join(f"- {_keyword(o)}\n" for o in keywords)
+        out += "\n`sample` takes:\n\n" + "".join(f"- {_keyword(o, model)}\n" for o in keywords)
     estimator = model.accepts("log_prob") if model.has_log_prob() else {}
     estimator = [o for n, o in estimator.items() if n not in conditions]
     if estimator:
-        out += "\n`log_prob` also takes:\n\n" + "".join(f"- {_keyword(o)}\n" for o in estimator)
+        out += "\n`log_prob` also takes:\n\n" + "".join(f"- {_keyword(o, model)}\n" for o in estimator)
     if name is not None:
         images_out = model.outputs == "images"
         shell = f"genzoo sample {load} --n 64 --out grid.png" if images_out else f"genzoo sample {load} --n 4"
@@ -233,9 +233,13 @@ def _usage(model: GenerativeModel, spec: DataSpec | None, run: Run, task: str) -
 EXAMPLE_PROMPT = "a thick 7 leaning right"
 
 
-def _keyword(option) -> str:
+def _keyword(option, model) -> str:
+    """One option's line; a default that is "the model's" (a value in its config, e.g. guidance) is given too."""
     default = "" if option.type == LABELS_TYPE or option.default is None else f", default {option.default!r}"
-    return f"`{option.name}`: {option.spec()}{default}" + (f"; {option.help}" if option.help else "")
+    help = option.help
+    if help.endswith("default: the model's") and isinstance(getattr(model, option.name, None), (int, float)):
+        help += f", {getattr(model, option.name)!r}"
+    return f"`{option.name}`: {option.spec()}{default}" + (f"; {help}" if help else "")
 
 
 def _training(model: GenerativeModel, spec: DataSpec | None, run: Run) -> str:

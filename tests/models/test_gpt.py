@@ -160,7 +160,7 @@ def test_log_prob_given_a_prompt_scores_the_distribution_sample_draws_from(gpt):
     (dict(max_new_tokens=10_001), "max_new_tokens must be an integer in 1..10000"),
     (dict(top_p=0.0), r"top_p must be None or a number in \(0, 1\]"),
     (dict(top_p=1.5), r"top_p must be None or a number in \(0, 1\]"),
-    (dict(temperature=-0.5), "temperature must be a number >= 0"),
+    (dict(temperature=-0.5), "temperature must be None or a number >= 0"),
     (dict(top_k=0), "top_k must be None or an integer >= 1"),
     (dict(stop=""), "stop must be None, a non-empty str"),
     (dict(prompts=[]), "prompts must be a str or a non-empty list of str"),
@@ -171,6 +171,23 @@ def test_bad_generation_input_names_the_argument(gpt, kwargs, match):
     kwargs = {"prompts": "Sp", "max_new_tokens": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         gpt.generate(**kwargs)
+
+
+def test_the_models_temperature_is_the_default_and_is_saved(tmp_path):
+    torch.manual_seed(0)
+    cool = GPT(vocab_size=len(set(TEXT)) + 1, n_positions=16, n_embd=32, n_layer=2, n_head=2, temperature=0.5).eval()
+    cool.set_tokenizer(char_tokenizer(TEXT))
+    at = {t: cool.generate(["Sp"] * 8, max_new_tokens=12, seed=1, temperature=t) for t in (0.5, 1.0)}
+    assert cool.generate(["Sp"] * 8, max_new_tokens=12, seed=1) == at[0.5] != at[1.0]
+    assert cool.sample(8, seed=1, prompt="Sp", max_new_tokens=12) == ["Sp" + t for t in at[0.5]]
+    assert "".join(cool.stream("Sp", max_new_tokens=12, seed=1)) == cool.generate("Sp", max_new_tokens=12, seed=1)
+    cool.save_pretrained(tmp_path / "cool")
+    assert json.loads((tmp_path / "cool" / "generation_config.json").read_text())["temperature"] == 0.5
+    loaded = zoo.load(str(tmp_path / "cool"))
+    assert loaded.temperature == 0.5 and loaded.generate(["Sp"] * 8, max_new_tokens=12, seed=1) == at[0.5]
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="temperature must be"):
+            GPT(vocab_size=10, temperature=bad)
 
 
 def test_bad_init_arguments():
@@ -287,13 +304,15 @@ def test_sample_drops_ended_rows_and_repeats_with_a_seed(smiles_gpt, monkeypatch
     assert out == model.sample(6, seed=0, max_new_tokens=31) and calls == [6, 6]
     assert out == [model.decode(row) for row in ended_reference(model, [model.encode("")] * 6, 31, seed=0)]
     assert not any(t in s for s in out for t in ("<bos>", "<eos>", "<pad>"))
-    # uneven prompts, or continuations past the window, take generate_ids' path; greedy, both agree
+    # uneven prompts take generate_ids' path; greedy, both agree
     texts = ["C", "CC(", "c1cc"]
     assert model.generate(texts, max_new_tokens=20, temperature=0) == [
         model.generate(t, max_new_tokens=20, temperature=0) for t in texts]
     assert calls == [6, 6, 1, 1, 1]  # the batch of uneven prompts did not call it
-    assert all(end not in row for row in model._generated([model.encode("")] * 3, 40, 1.0, None, None, 1))
-    assert len(calls) == 5  # 1 + 40 tokens > n_positions + 1: the window would slide
+    # a sequence that ends stays inside the window: 40 new tokens asked, at most n_positions + 1 - 1 = 32 given
+    rows = model._generated([model.encode("")] * 200, 40, 1.0, None, None, 1)
+    assert len(calls) == 6 and max(map(len, rows)) == 32 and all(end not in row for row in rows)
+    assert rows == model._generated([model.encode("")] * 200, 32, 1.0, None, None, 1)
 
 
 def test_kept_rows_decode_as_in_the_whole_batch(smiles_gpt):

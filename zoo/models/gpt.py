@@ -28,7 +28,10 @@ every step; this costs one short prefill per ``n_positions // 2`` tokens instead
 **Sequences that end**: with a SMILES tokenizer (``zoo.tokenizers.smiles_tokenizer``) every sequence is
 ``<bos> ... <eos>``: prompts start from ``<bos>``, a text ends at its first ``<eos>`` (generation stops when
 every text has ended), and ``log_prob`` includes the probability of ending. ``sample(n)`` then returns
-``n`` whole molecules (SMILES strings). Rows that have ended leave the batch as it decodes, so a batch costs
+``n`` whole molecules (SMILES strings). Such a sequence is at most the window long, the prompt included
+(``max_new_tokens`` is capped there): the model was trained on whole sequences inside the window, so one that
+has not ended when the window is full is returned as it is rather than continued from half of itself (MOSES's
+longest SMILES is 57 characters, fewer tokens; ``gpt-moses``'s window is 64). Rows that have ended leave the batch as it decodes, so a batch costs
 its mean length rather than its longest, and on CPUs with bfloat16 matrix instructions (AMX, AVX512-BF16)
 batches of 64 or more decode in bfloat16: together ~3x faster than float32 for every row (``GPT._ended``).
 
@@ -218,6 +221,9 @@ class GPT(GenerativeModel):
         dropout: on the embeddings, the attention weights and both residual branches while training.
         rms_norm_eps: RMSNorm's epsilon.
         rope_theta: the rotary embedding's base.
+        temperature: the sampling temperature ``sample``, ``generate`` and ``stream`` use when given none (and
+            transformers' generation_config.json): a trained model's own best setting, e.g. 0.9 for a molecule
+            generator whose card measured it; 1 samples the learned distribution itself.
     """
 
     family = "gpt"
@@ -227,7 +233,7 @@ class GPT(GenerativeModel):
     conditions = (Option("prompt", str, "", help="the text to continue; empty: start from a newline"),)
     sample_options = (
         Option("max_new_tokens", int, 200, low=1, high="max_new_tokens_cap", help="new tokens per text"),
-        Option("temperature", float, 1.0, low=0, help="0 (or below 1e-4) = greedy"),
+        Option("temperature", float, None, low=0, help="0 (or below 1e-4) = greedy; default: the model's"),
         Option("top_k", int, None, low=1, help="keep the k likeliest tokens"),
         Option("top_p", float, None, low=0, high=1, open_low=True,
                help="nucleus: keep the likeliest tokens whose probability adds up to p"),
@@ -236,7 +242,7 @@ class GPT(GenerativeModel):
 
     def __init__(self, vocab_size: int | None = None, n_positions: int = 64, n_embd: int = 128, n_layer: int = 4,
                  n_head: int = 4, intermediate_size: int | None = None, dropout: float = 0.0,
-                 rms_norm_eps: float = 1e-6, rope_theta: float = 10000.0):
+                 rms_norm_eps: float = 1e-6, rope_theta: float = 10000.0, temperature: float = 1.0):
         intermediate_size = swiglu_hidden(n_embd) if intermediate_size is None else intermediate_size
         for name, value in [("n_positions", n_positions), ("n_embd", n_embd), ("n_layer", n_layer),
                             ("n_head", n_head), ("intermediate_size", intermediate_size)] + (
@@ -251,9 +257,11 @@ class GPT(GenerativeModel):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         check_float("rope_theta", rope_theta, 1, open_low=True)
         check_float("rms_norm_eps", rms_norm_eps, 0, 1, open_low=True)
+        check_float("temperature", temperature, 0)
         super().__init__(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                          n_head=n_head, intermediate_size=intermediate_size, dropout=dropout,
-                         rms_norm_eps=rms_norm_eps, rope_theta=rope_theta)
+                         rms_norm_eps=rms_norm_eps, rope_theta=rope_theta, temperature=float(temperature))
+        self.temperature = float(temperature)
         self.vocab_size, self.n_positions, self.n_embd, self.n_layer, self.n_head = (
             vocab_size, n_positions, n_embd, n_layer, n_head)
         self.tokenizer = None  # a tokenizers.Tokenizer; saved as tokenizer.json
@@ -386,13 +394,15 @@ class GPT(GenerativeModel):
 
     # -- generation --------------------------------------------------------------------------
 
-    def _check_generation(self, max_new_tokens: int, temperature: float, top_k: int | None,
+    def _check_generation(self, max_new_tokens: int, temperature: float | None, top_k: int | None,
                           top_p: float | None) -> float:
         """The generation settings against the declared sampling options (their types and ranges); returns the
-        temperature to decode with: below ``GREEDY_BELOW`` it is 0 (greedy), where 1/temperature would overflow."""
+        temperature to decode with (None: the model's): below ``GREEDY_BELOW`` it is 0 (greedy), where
+        1/temperature would overflow."""
         values = contract.check_options(self, "generate", dict(max_new_tokens=max_new_tokens, temperature=temperature,
                                                                top_k=top_k, top_p=top_p), self.sample_options)
-        return 0.0 if values["temperature"] < GREEDY_BELOW else values["temperature"]
+        temperature = self.temperature if values["temperature"] is None else values["temperature"]
+        return 0.0 if temperature < GREEDY_BELOW else temperature
 
     def _prompt_batch(self, prompts: str | Sequence[str]) -> tuple[list[list[int]], bool]:
         single = isinstance(prompts, str)
@@ -404,7 +414,7 @@ class GPT(GenerativeModel):
         return [self.encode(p, "prompts" if not single else "prompt") for p in prompts], single
 
     @torch.inference_mode()
-    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, temperature: float | None = None,
                      top_k: int | None = None, top_p: float | None = None,
                      seed: int | None = None) -> Iterator[Tensor]:
         """Yield the next token of every prompt, (B,), `max_new_tokens` times. The core decode loop.
@@ -476,12 +486,12 @@ class GPT(GenerativeModel):
         logits = self._head(x[:, -1])  # (B, vocab)
         return (logits / temperature if temperature not in (0, 1) else logits), T
 
-    def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float = 1.0,
+    def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 200, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, stop: str | Sequence[str] | None = None,
                  seed: int | None = None, progress: bool | None = False) -> str | list[str]:
         """The continuation of each prompt (without the prompt): a str for a str, a list for a list.
 
-        temperature 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose
+        `temperature` (None: the model's, ``temperature``) 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose
         probability reaches p (nucleus). `stop`: a string (or several); each text ends before the first
         occurrence. An empty prompt starts from the start token (a newline). Same seed, same text.
         `progress`: a bar over the new tokens (None: only on a terminal).
@@ -514,7 +524,8 @@ class GPT(GenerativeModel):
         per_row = self.n_layer * self.n_positions * 2 * self.n_embd * 4
         return max(1, self.KV_CACHE_BUDGET // per_row)
 
-    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float | None = None,
+               top_k: int | None = None,
                top_p: float | None = None, stop: str | Sequence[str] | None = None,
                seed: int | None = None) -> Iterator[str]:
         """Like ``generate`` for one prompt, yielding the text piece by piece as tokens are produced
@@ -530,8 +541,9 @@ class GPT(GenerativeModel):
         """The new tokens of each prompt; for sequences that end, each cut before its ``<eos>``, and decoding
         stops once every sequence has ended."""
         end, T = self.end_id, len(ids[0])
-        if end is not None and all(len(p) == T for p in ids) and T + max_new_tokens <= self.n_positions + 1:
-            return self._ended(ids, max_new_tokens, temperature, top_k, top_p, seed, progress=progress)
+        if end is not None and all(len(p) == T for p in ids):  # within the window: see "Sequences that end"
+            return self._ended(ids, min(max_new_tokens, self.n_positions + 1 - T), temperature, top_k, top_p, seed,
+                               progress=progress)
         tokens, ended = [], torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         steps = self.generate_ids(ids, max_new_tokens, temperature, top_k, top_p, seed)
         for token in progress_bar(steps, progress, "sampling tokens", total=max_new_tokens):
@@ -671,7 +683,7 @@ class GPT(GenerativeModel):
         if self.tokenizer is None:
             return {}
         start = self.derived_config()["bos_token_id"]
-        generation = {"do_sample": True, "temperature": 1.0, "top_k": 0, "max_length": self.n_positions,
+        generation = {"do_sample": True, "temperature": self.temperature, "top_k": 0, "max_length": self.n_positions,
                       "bos_token_id": start, "pad_token_id": start, "eos_token_id": None}
         return {**tokenizer_files(self.tokenizer, self.n_positions),
                 "generation_config.json": (json.dumps(generation, indent=2) + "\n").encode()}
