@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "here if given")
     p.add_argument("--prompt", type=text, help="prompt for text models")
     p.add_argument("--max-new-tokens", type=int, help="tokens to generate per text (text models; default 200)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (text models; 0 = greedy; default: the model's, 1 unless its card says)")
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature (text models; 0 = greedy; default: the model's, 1 unless its card says)")
     p.add_argument("--top-k", type=int, help="keep the k likeliest tokens (text models)")
     p.add_argument("--top-p", type=float, help="nucleus sampling: keep the likeliest tokens up to probability p "
                                                "(text models)")

@@ -31,8 +31,8 @@ every text has ended), and ``log_prob`` includes the probability of ending. ``sa
 ``n`` whole molecules (SMILES strings). Such a sequence is at most the window long, the prompt included
 (``max_new_tokens`` is capped there): the model was trained on whole sequences inside the window, so one that
 has not ended when the window is full is returned as it is rather than continued from half of itself (MOSES's
-longest SMILES is 57 characters, fewer tokens; ``gpt-moses``'s window is 64). Rows that have ended leave the batch as it decodes, so a batch costs
-its mean length rather than its longest, and on CPUs with bfloat16 matrix instructions (AMX, AVX512-BF16)
+longest SMILES is 57 characters, fewer tokens; ``gpt-moses``'s window is 64). Rows that have ended leave the
+batch as it decodes, so a batch costs its mean length rather than its longest, and on CPUs with bfloat16 matrix instructions (AMX, AVX512-BF16)
 batches of 64 or more decode in bfloat16: together ~3x faster than float32 for every row (``GPT._ended``).
 
 Example::
@@ -491,8 +491,8 @@ class GPT(GenerativeModel):
                  seed: int | None = None, progress: bool | None = False) -> str | list[str]:
         """The continuation of each prompt (without the prompt): a str for a str, a list for a list.
 
-        `temperature` (None: the model's, ``temperature``) 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose
-        probability reaches p (nucleus). `stop`: a string (or several); each text ends before the first
+        `temperature`: None is the model's (``temperature``), 0 greedy; `top_k` keeps the k likeliest tokens,
+        `top_p` the smallest set whose probability reaches p (nucleus). `stop`: a string (or several); each text ends before the first
         occurrence. An empty prompt starts from the start token (a newline). Same seed, same text.
         `progress`: a bar over the new tokens (None: only on a terminal).
         """
