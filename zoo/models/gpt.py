@@ -32,8 +32,9 @@ every text has ended), and ``log_prob`` includes the probability of ending. ``sa
 (``max_new_tokens`` is capped there): the model was trained on whole sequences inside the window, so one that
 has not ended when the window is full is returned as it is rather than continued from half of itself (MOSES's
 longest SMILES is 57 characters, fewer tokens; ``gpt-moses``'s window is 64). Rows that have ended leave the
-batch as it decodes, so a batch costs its mean length rather than its longest, and on CPUs with bfloat16 matrix instructions (AMX, AVX512-BF16)
-batches of 64 or more decode in bfloat16: together ~3x faster than float32 for every row (``GPT._ended``).
+batch as it decodes, so a batch costs its mean length rather than its longest, and on CPUs with bfloat16 matrix
+instructions (AMX, AVX512-BF16) batches of 64 or more decode in bfloat16: together ~3x faster than float32 for
+every row (``GPT._ended``).
 
 Example::
 
